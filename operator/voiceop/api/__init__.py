@@ -1,0 +1,110 @@
+"""voiceop's API: typed models of the four kinds, their CRDs, and admission of raw objects.
+
+`parse_object` is the one door from a raw manifest or API object to a typed model: it admits
+the object as the API server would (defaults, schema, CEL rules), then builds the model, and
+raises `InvalidObject` naming every bad field.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import pydantic
+
+from voiceop.api.admission import Admission, FieldError, field_path
+from voiceop.api.base import API_VERSION, GROUP, CustomResource
+from voiceop.api.crd import crd, openapi_schema
+from voiceop.api.v1alpha1 import KINDS, AIBackend, Region, VoiceAgent, VoiceEndpoint
+
+KIND_BY_NAME: dict[str, type[CustomResource]] = {kind.info.kind: kind for kind in KINDS}
+
+
+class InvalidObject(ValueError):
+    """An object the API server would refuse, or that voiceop cannot act on."""
+
+    def __init__(self, ref: str, errors: list[FieldError]) -> None:
+        self.ref = ref
+        self.errors = errors
+        super().__init__(f"{ref}: " + "; ".join(str(error) for error in errors))
+
+
+def is_voiceop_object(obj: Mapping[str, Any]) -> bool:
+    return str(obj.get("apiVersion", "")).split("/")[0] == GROUP
+
+
+def object_ref(obj: Mapping[str, Any]) -> str:
+    """`Kind namespace/name` of a raw object, as far as it can be told."""
+    kind = obj.get("kind") or "<no kind>"
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    name = metadata.get("name") or "<no name>"
+    model = KIND_BY_NAME.get(kind)
+    if model is not None and not model.info.namespaced:
+        return f"{kind} {name}"
+    return f"{kind} {metadata.get('namespace') or 'default'}/{name}"
+
+
+@functools.cache
+def admission_for(kind: type[CustomResource]) -> Admission:
+    return Admission(openapi_schema(kind))
+
+
+def _pydantic_errors(error: pydantic.ValidationError) -> list[FieldError]:
+    return [
+        FieldError(field_path([part for part in item["loc"]]), f"Invalid value: {item['msg']}")
+        for item in error.errors()
+    ]
+
+
+def parse_object(obj: Mapping[str, Any]) -> CustomResource:
+    """A raw Region, AIBackend, VoiceAgent or VoiceEndpoint as its model, or InvalidObject."""
+    ref = object_ref(obj)
+    if obj.get("apiVersion") != API_VERSION:
+        raise InvalidObject(
+            ref, [FieldError("apiVersion", f"Unsupported value: {obj.get('apiVersion')!r}: supported: {API_VERSION!r}")]
+        )
+    model = KIND_BY_NAME.get(str(obj.get("kind")))
+    if model is None:
+        supported = ", ".join(KIND_BY_NAME)
+        raise InvalidObject(ref, [FieldError("kind", f"Unsupported value: {obj.get('kind')!r}: supported: {supported}")])
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping) or not metadata.get("name"):
+        raise InvalidObject(ref, [FieldError("metadata.name", "Required value")])
+
+    # Status belongs to the operator: it is neither admitted nor trusted, only read if it parses.
+    desired = {key: value for key, value in obj.items() if key != "status"}
+    defaulted, errors = admission_for(model).admit(desired)
+    if errors:
+        raise InvalidObject(ref, errors)
+    if model.info.namespaced:
+        defaulted["metadata"] = {"namespace": "default", **defaulted["metadata"]}
+    else:
+        defaulted["metadata"] = {k: v for k, v in defaulted["metadata"].items() if k != "namespace"}
+    try:
+        resource = model.model_validate(defaulted)
+    except pydantic.ValidationError as error:
+        raise InvalidObject(ref, _pydantic_errors(error)) from None
+    if obj.get("status"):
+        try:
+            resource = model.model_validate({**defaulted, "status": obj["status"]})
+        except pydantic.ValidationError:
+            pass  # a status we cannot read is recomputed, never a reason to refuse the object
+    return resource
+
+
+__all__ = [
+    "AIBackend",
+    "FieldError",
+    "InvalidObject",
+    "KINDS",
+    "KIND_BY_NAME",
+    "Region",
+    "VoiceAgent",
+    "VoiceEndpoint",
+    "admission_for",
+    "crd",
+    "is_voiceop_object",
+    "object_ref",
+    "parse_object",
+]

@@ -1,0 +1,207 @@
+"""Admission of voiceop objects the way the API server does it, from the generated CRD schemas.
+
+Same order as kube-apiserver: structural defaulting, then OpenAPI schema validation (with
+unknown fields refused, as `kubectl apply --validate=strict` does), then list-type uniqueness,
+then the CEL rules (`x-kubernetes-validations`). `voiceop render` and the operator run every
+object through here before trusting it, so an object that a cluster would reject never
+reaches a template, and the error names the same field the API server would.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+import jsonschema
+
+from voiceop.api.crd import JsonSchema
+
+_CEL = celpy.Environment()
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field, e.g. `spec.regions[1].minReplicas: ... greater than ...`."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def field_path(parts: Iterator[str | int] | list[str | int] | tuple[str | int, ...]) -> str:
+    """`("spec", "regions", 1, "name")` -> `spec.regions[1].name`."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def apply_defaults(value: Any, schema: JsonSchema) -> Any:
+    """Fill in schema defaults where a field is absent, recursively (structural defaulting)."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for name, sub in properties.items():
+            if name not in value and "default" in sub:
+                value[name] = copy.deepcopy(sub["default"])
+        for name, item in value.items():
+            if name in properties:
+                apply_defaults(item, properties[name])
+            elif isinstance(schema.get("additionalProperties"), dict):
+                apply_defaults(item, schema["additionalProperties"])
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            apply_defaults(item, schema["items"])
+    return value
+
+
+def _strict(schema: JsonSchema, *, root: bool = True) -> JsonSchema:
+    """A copy of the schema that refuses fields it does not declare."""
+    out = dict(schema)
+    if "properties" in out:
+        out["properties"] = {
+            name: (
+                {**sub, "x-kubernetes-preserve-unknown-fields": True}
+                if root and name == "metadata"
+                else _strict(sub, root=False)
+            )
+            for name, sub in out["properties"].items()
+        }
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = _strict(out["additionalProperties"], root=False)
+    if "items" in out:
+        out["items"] = _strict(out["items"], root=False)
+    if out.get("type") == "object" and "additionalProperties" not in out:
+        if not out.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    return out
+
+
+def _schema_error(error: jsonschema.ValidationError) -> FieldError:
+    path = list(error.absolute_path)
+    value = json.dumps(error.instance)
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        return FieldError(field_path([*path, missing]), "Required value")
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return FieldError(field_path([*path, extra[0]]), "unknown field")
+    if error.validator == "enum":
+        supported = ", ".join(json.dumps(option) for option in error.validator_value)
+        return FieldError(
+            field_path(path), f"Unsupported value: {value}: supported values: {supported}"
+        )
+    if error.validator == "pattern":
+        return FieldError(
+            field_path(path), f"Invalid value: {value}: should match '{error.validator_value}'"
+        )
+    return FieldError(field_path(path), f"Invalid value: {value}: {error.message}")
+
+
+def _coerce_numbers(value: Any, schema: JsonSchema) -> Any:
+    """JSON 1 in a `number` field is a double to CEL, as in the API server."""
+    if schema.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            key: _coerce_numbers(
+                item, properties.get(key, extra if isinstance(extra, dict) else {})
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_coerce_numbers(item, schema.get("items", {})) for item in value]
+    return value
+
+
+@functools.cache
+def _program(expression: str) -> celpy.Runner:
+    return _CEL.program(_CEL.compile(expression))
+
+
+def _evaluate(expression: str, self_value: Any) -> Any:
+    return _program(expression).evaluate({"self": celpy.json_to_cel(self_value)})
+
+
+def _rule_errors(value: Any, schema: JsonSchema, path: list[str | int]) -> Iterator[FieldError]:
+    for rule in schema.get("x-kubernetes-validations", []):
+        self_value = _coerce_numbers(value, schema)
+        try:
+            holds = bool(_evaluate(rule["rule"], self_value))
+        except celpy.CELEvalError as error:
+            yield FieldError(field_path(path), f"rule {rule['rule']!r} failed to evaluate: {error}")
+            continue
+        if holds:
+            continue
+        message = rule.get("message", f"failed rule: {rule['rule']}")
+        if "messageExpression" in rule:
+            try:
+                message = str(_evaluate(rule["messageExpression"], self_value))
+            except celpy.CELEvalError:
+                pass  # the API server falls back to `message` too
+        where = field_path(path) + rule.get("fieldPath", "")
+        yield FieldError(where, f"Invalid value: {message}")
+
+
+def _list_errors(value: list[Any], schema: JsonSchema, path: list[str | int]) -> Iterator[FieldError]:
+    list_type = schema.get("x-kubernetes-list-type")
+    if list_type == "set":
+        seen: list[Any] = []
+        for index, item in enumerate(value):
+            if item in seen:
+                yield FieldError(field_path([*path, index]), f"Duplicate value: {json.dumps(item)}")
+            seen.append(item)
+    elif list_type == "map":
+        keys = schema.get("x-kubernetes-list-map-keys", [])
+        seen_keys: set[tuple[Any, ...]] = set()
+        for index, item in enumerate(value):
+            key = tuple(item.get(name) for name in keys) if isinstance(item, dict) else (item,)
+            if key in seen_keys:
+                shown = ", ".join(f"{name}={json.dumps(part)}" for name, part in zip(keys, key))
+                yield FieldError(field_path([*path, index]), f"Duplicate value: {{{shown}}}")
+            seen_keys.add(key)
+
+
+def semantic_errors(value: Any, schema: JsonSchema, path: list[str | int]) -> Iterator[FieldError]:
+    """List-type uniqueness and CEL rules, depth first, over a schema-valid value."""
+    if isinstance(value, list):
+        yield from _list_errors(value, schema, path)
+        for index, item in enumerate(value):
+            yield from semantic_errors(item, schema.get("items", {}), [*path, index])
+    elif isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in properties:
+                yield from semantic_errors(item, properties[key], [*path, key])
+            elif isinstance(extra, dict):
+                yield from semantic_errors(item, extra, [*path, key])
+    yield from _rule_errors(value, schema, path)
+
+
+class Admission:
+    """Admission for one kind, built once from its CRD schema."""
+
+    def __init__(self, schema: JsonSchema) -> None:
+        self.schema = schema
+        self._validator = jsonschema.Draft4Validator(_strict(schema))
+
+    def admit(self, obj: dict[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
+        """The object with defaults applied, and every reason the API server would refuse it."""
+        defaulted = apply_defaults(copy.deepcopy(obj), self.schema)
+        errors = sorted(
+            (_schema_error(e) for e in self._validator.iter_errors(defaulted)),
+            key=lambda error: error.path,
+        )
+        if errors:
+            # Rules may assume what the schema guarantees; the API server skips them too.
+            return defaulted, errors
+        return defaulted, list(semantic_errors(defaulted, self.schema, []))

@@ -1,0 +1,24 @@
+"""voiceop.dev/v1alpha1: Region, AIBackend, VoiceAgent, VoiceEndpoint."""
+
+from voiceop.api.v1alpha1.aibackend import AIBackend, AIBackendSpec, AIBackendStatus
+from voiceop.api.v1alpha1.region import Region, RegionSpec, RegionStatus
+from voiceop.api.v1alpha1.voiceagent import VoiceAgent, VoiceAgentSpec, VoiceAgentStatus
+from voiceop.api.v1alpha1.voiceendpoint import VoiceEndpoint, VoiceEndpointSpec, VoiceEndpointStatus
+
+KINDS = (Region, AIBackend, VoiceAgent, VoiceEndpoint)
+
+__all__ = [
+    "KINDS",
+    "AIBackend",
+    "AIBackendSpec",
+    "AIBackendStatus",
+    "Region",
+    "RegionSpec",
+    "RegionStatus",
+    "VoiceAgent",
+    "VoiceAgentSpec",
+    "VoiceAgentStatus",
+    "VoiceEndpoint",
+    "VoiceEndpointSpec",
+    "VoiceEndpointStatus",
+]
