@@ -38,6 +38,11 @@ class EnvVar(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=rules(
             cel(
+                "!self.name.startsWith('VOICEOP_')",
+                "names starting with VOICEOP_ are reserved for voiceop",
+                field_path=".name",
+            ),
+            cel(
                 "!(has(self.value) && has(self.valueFrom))",
                 "set value or valueFrom, not both",
                 field_path=".valueFrom",
@@ -95,7 +100,7 @@ class AgentRegion(ApiModel):
         description="Name of a Region."
     )
     min_replicas: int = Field(default=1, ge=0, description="Fewest media pods kept in the region.")
-    max_replicas: int = Field(default=10, ge=0, description="Most media pods run in the region.")
+    max_replicas: int = Field(default=10, ge=1, description="Most media pods run in the region.")
 
 
 class AgentCapacity(ApiModel):
@@ -170,6 +175,7 @@ class Scaling(ApiModel):
         default=0.7, description="Share of callsPerPod a pod should carry on average, in (0, 1]."
     )
     latency_slo: LatencySLO = Field(
+        alias="latencySLO",
         default_factory=LatencySLO, json_schema_extra=DEFAULTED, description="Voice latency objective; breaching it adds pods."
     )
     scale_down_delay_seconds: int = Field(

@@ -1,0 +1,5 @@
+import sys
+
+from voiceop.cli import main
+
+sys.exit(main())
