@@ -52,7 +52,10 @@ def admission_for(kind: type[CustomResource]) -> Admission:
 
 def _pydantic_errors(error: pydantic.ValidationError) -> list[FieldError]:
     return [
-        FieldError(field_path([part for part in item["loc"]]), f"Invalid value: {item['msg']}")
+        FieldError(
+            field_path(list(item["loc"])),
+            f"Invalid value: {item.get('ctx', {}).get('error', item['msg'])}",
+        )
         for item in error.errors()
     ]
 

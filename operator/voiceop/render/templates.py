@@ -6,6 +6,8 @@ go into templates through `tojson` (JSON is YAML), so no value can break the YAM
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import jinja2
@@ -19,8 +21,25 @@ _ENV = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
-# Keys in the order the code builds them (name before labels), not alphabetical.
-_ENV.policies["json.dumps_kwargs"] = {"sort_keys": False}
+# JSON's surrogate-pair escapes (\ud83d\ude00) are not YAML; YAML spells them \U0001f600.
+# Escaped backslashes are matched first so that `\\ud83d` stays literal text.
+_ESCAPE = re.compile(r"\\(?:\\|u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2}))")
+
+
+def _yaml_escape(match: re.Match[str]) -> str:
+    high, low = match.group(1), match.group(2)
+    if high is None:
+        return match.group(0)
+    code_point = 0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00)
+    return f"\\U{code_point:08x}"
+
+
+def to_flow_yaml(value: Any) -> str:
+    """A value as one line of YAML: JSON (ASCII-only, keys in the order the code built them)."""
+    return _ESCAPE.sub(_yaml_escape, json.dumps(value, ensure_ascii=True))
+
+
+_ENV.filters["tojson"] = to_flow_yaml
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

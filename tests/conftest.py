@@ -1,0 +1,39 @@
+"""Shared fixtures: the examples, loaded and rendered, and helpers for building objects."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voiceop.loading import Loaded, load_inventory
+from voiceop.render import render_all
+from voiceop.yamlio import read_manifests
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+KUBERNETES_VERSIONS = ("1.30", "1.34")
+
+
+@pytest.fixture(scope="session")
+def examples() -> Loaded:
+    loaded = load_inventory([str(EXAMPLES)])
+    assert loaded.errors == []
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def rendered_examples(examples: Loaded) -> list[dict[str, Any]]:
+    return render_all(examples.inventory)
+
+
+def example_object(kind: str, name: str) -> dict[str, Any]:
+    """A deep copy of one raw example object, to mutate in a test."""
+    documents, errors = read_manifests([str(EXAMPLES)])
+    assert not errors
+    for document in documents:
+        if document.obj.get("kind") == kind and document.obj["metadata"]["name"] == name:
+            return copy.deepcopy(document.obj)
+    raise LookupError(f"no example {kind} {name}")
