@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-from voiceop.api import KINDS, InvalidObject, admission_for, crd, parse_object
-from voiceop.api.admission import apply_defaults
-
 from conftest import example_object
 from test_crds import schema_of, walk
+from voiceop.api import KINDS, InvalidObject, admission_for, crd, parse_object
+from voiceop.api.admission import apply_defaults
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -32,70 +31,261 @@ def set_field(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 # (example kind, example name, field to set, value, field the error names, text in the error)
 CEL_CASES = [
-    ("VoiceAgent", "billing", "spec.regions[0].minReplicas", 21,
-     "spec.regions[0].minReplicas", "minReplicas (21) is greater than maxReplicas (20)"),
-    ("VoiceAgent", "billing", "spec.transport.rtp.portRange.end", 20000,
-     "spec.transport.rtp.portRange.start", "start (20000) must be lower than end (20000)"),
-    ("VoiceAgent", "billing", "spec.capacity.callsPerPod", 0,
-     "spec.capacity.callsPerPod", "callsPerPod must be at least 1"),
-    ("VoiceAgent", "billing", "spec.scaling.targetUtilization", 1.2,
-     "spec.scaling.targetUtilization", "targetUtilization must be in (0, 1]"),
-    ("VoiceAgent", "billing", "spec.scaling.targetUtilization", 0,
-     "spec.scaling.targetUtilization", "targetUtilization must be in (0, 1]"),
-    ("VoiceAgent", "billing", "spec.fallback.humanHandoff", {"phoneNumber": "+353215551234", "sipUri": "sip:q@x"},
-     "spec.fallback.humanHandoff.sipUri", "set exactly one of sipUri and phoneNumber"),
-    ("VoiceAgent", "billing", "spec.fallback.humanHandoff", {},
-     "spec.fallback.humanHandoff.sipUri", "set exactly one of sipUri and phoneNumber"),
-    ("VoiceAgent", "billing", "spec.scaling.mode", "keda",
-     "spec.scaling.metrics.prometheusUrl", "mode keda needs metrics.prometheusUrl"),
-    ("VoiceAgent", "billing", "spec.scaling.metrics", {"source": "prometheus"},
-     "spec.scaling.metrics.prometheusUrl", "source prometheus needs prometheusUrl"),
-    ("VoiceAgent", "billing", "spec.env[0].valueFrom", {"fieldRef": {"fieldPath": "metadata.name"}},
-     "spec.env[0].valueFrom", "set value or valueFrom, not both"),
-    ("VoiceAgent", "billing", "spec.env[0].name", "VOICEOP_REGION",
-     "spec.env[0].name", "names starting with VOICEOP_ are reserved"),
-    ("VoiceAgent", "support", "spec.settings", {"prompt": "hi"},
-     "spec.settingsFrom", "set settings or settingsFrom, not both"),
-    ("VoiceAgent", "billing", "spec.fallback.humanHandoff", None,
-     "spec.fallback.humanHandoff", "fallback.when needs fallback.humanHandoff"),
-    ("AIBackend", "openai-realtime", "spec.endpoint", "https://api.openai.com/v1/realtime",
-     "spec.endpoint", "a websocket backend needs a ws:// or wss:// endpoint"),
-    ("AIBackend", "self-hosted-pipeline", "spec.protocol", "http",
-     "spec.endpoint", "an http backend needs an http:// or https:// endpoint"),
-    ("AIBackend", "openai-realtime", "spec.healthCheck.timeoutMs", 15000,
-     "spec.healthCheck.timeoutMs", "timeoutMs must be shorter than intervalSeconds"),
-    ("VoiceEndpoint", "billing-lines", "spec.routing.policy", "pinned",
-     "spec.routing.regions", "policy pinned and weighted need regions"),
-    ("VoiceEndpoint", "support-web", "spec.routing.regions", [{"name": "us-east", "weight": 0}],
-     "spec.routing.regions", "policy weighted needs at least one region with a weight above 0"),
-    ("VoiceEndpoint", "support-web", "spec.webrtc", None,
-     "spec.phoneNumbers", "set at least one of phoneNumbers, sipUris and webrtc"),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.regions[0].minReplicas",
+        21,
+        "spec.regions[0].minReplicas",
+        "minReplicas (21) is greater than maxReplicas (20)",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.transport.rtp.portRange.end",
+        20000,
+        "spec.transport.rtp.portRange.start",
+        "start (20000) must be lower than end (20000)",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.capacity.callsPerPod",
+        0,
+        "spec.capacity.callsPerPod",
+        "callsPerPod must be at least 1",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.scaling.targetUtilization",
+        1.2,
+        "spec.scaling.targetUtilization",
+        "targetUtilization must be in (0, 1]",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.scaling.targetUtilization",
+        0,
+        "spec.scaling.targetUtilization",
+        "targetUtilization must be in (0, 1]",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.fallback.humanHandoff",
+        {"phoneNumber": "+353215551234", "sipUri": "sip:q@x"},
+        "spec.fallback.humanHandoff.sipUri",
+        "set exactly one of sipUri and phoneNumber",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.fallback.humanHandoff",
+        {},
+        "spec.fallback.humanHandoff.sipUri",
+        "set exactly one of sipUri and phoneNumber",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.scaling.mode",
+        "keda",
+        "spec.scaling.metrics.prometheusUrl",
+        "mode keda needs metrics.prometheusUrl",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.scaling.metrics",
+        {"source": "prometheus"},
+        "spec.scaling.metrics.prometheusUrl",
+        "source prometheus needs prometheusUrl",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.env[0].valueFrom",
+        {"fieldRef": {"fieldPath": "metadata.name"}},
+        "spec.env[0].valueFrom",
+        "set value or valueFrom, not both",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.env[0].name",
+        "VOICEOP_REGION",
+        "spec.env[0].name",
+        "names starting with VOICEOP_ are reserved",
+    ),
+    (
+        "VoiceAgent",
+        "support",
+        "spec.settings",
+        {"prompt": "hi"},
+        "spec.settingsFrom",
+        "set settings or settingsFrom, not both",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.fallback.humanHandoff",
+        None,
+        "spec.fallback.humanHandoff",
+        "fallback.when needs fallback.humanHandoff",
+    ),
+    (
+        "AIBackend",
+        "openai-realtime",
+        "spec.endpoint",
+        "https://api.openai.com/v1/realtime",
+        "spec.endpoint",
+        "a websocket backend needs a ws:// or wss:// endpoint",
+    ),
+    (
+        "AIBackend",
+        "self-hosted-pipeline",
+        "spec.protocol",
+        "http",
+        "spec.endpoint",
+        "an http backend needs an http:// or https:// endpoint",
+    ),
+    (
+        "AIBackend",
+        "openai-realtime",
+        "spec.healthCheck.timeoutMs",
+        15000,
+        "spec.healthCheck.timeoutMs",
+        "timeoutMs must be shorter than intervalSeconds",
+    ),
+    (
+        "VoiceEndpoint",
+        "billing-lines",
+        "spec.routing.policy",
+        "pinned",
+        "spec.routing.regions",
+        "policy pinned and weighted need regions",
+    ),
+    (
+        "VoiceEndpoint",
+        "support-web",
+        "spec.routing.regions",
+        [{"name": "us-east", "weight": 0}],
+        "spec.routing.regions",
+        "policy weighted needs at least one region with a weight above 0",
+    ),
+    (
+        "VoiceEndpoint",
+        "support-web",
+        "spec.webrtc",
+        None,
+        "spec.phoneNumbers",
+        "set at least one of phoneNumbers, sipUris and webrtc",
+    ),
 ]
 
 PATTERN_CASES = [
     ("Region", "eu-west", "spec.countries[0]", "ie", "spec.countries[0]", "should match"),
-    ("VoiceAgent", "billing", "spec.fallback.humanHandoff.phoneNumber", "0215551234",
-     "spec.fallback.humanHandoff.phoneNumber", "should match"),
-    ("VoiceEndpoint", "billing-lines", "spec.phoneNumbers[0]", "+0-1555", "spec.phoneNumbers[0]", "should match"),
-    ("VoiceEndpoint", "billing-lines", "spec.sipUris[0]", "billing@voice.example.com", "spec.sipUris[0]", "should match"),
-    ("VoiceAgent", "support", "spec.fallback.humanHandoff.sipUri", "support-queue", "spec.fallback.humanHandoff.sipUri", "should match"),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.fallback.humanHandoff.phoneNumber",
+        "0215551234",
+        "spec.fallback.humanHandoff.phoneNumber",
+        "should match",
+    ),
+    (
+        "VoiceEndpoint",
+        "billing-lines",
+        "spec.phoneNumbers[0]",
+        "+0-1555",
+        "spec.phoneNumbers[0]",
+        "should match",
+    ),
+    (
+        "VoiceEndpoint",
+        "billing-lines",
+        "spec.sipUris[0]",
+        "billing@voice.example.com",
+        "spec.sipUris[0]",
+        "should match",
+    ),
+    (
+        "VoiceAgent",
+        "support",
+        "spec.fallback.humanHandoff.sipUri",
+        "support-queue",
+        "spec.fallback.humanHandoff.sipUri",
+        "should match",
+    ),
     ("AIBackend", "openai-realtime", "spec.endpoint", "api.openai.com", "spec.endpoint", "should match"),
-    ("AIBackend", "openai-realtime", "spec.regionalEndpoints.eu-west", "eu.api.openai.com",
-     "spec.regionalEndpoints.eu-west", "should match"),
-    ("AIBackend", "openai-realtime", "spec.healthCheck.url", "wss://status.openai.com",
-     "spec.healthCheck.url", "should match"),
-    ("AIBackend", "openai-realtime", "spec.credentialsSecretRef.name", "Openai_Credentials",
-     "spec.credentialsSecretRef.name", "should match"),
-    ("AIBackend", "openai-realtime", "spec.credentialsSecretRef.key", "api key",
-     "spec.credentialsSecretRef.key", "should match"),
+    (
+        "AIBackend",
+        "openai-realtime",
+        "spec.regionalEndpoints.eu-west",
+        "eu.api.openai.com",
+        "spec.regionalEndpoints.eu-west",
+        "should match",
+    ),
+    (
+        "AIBackend",
+        "openai-realtime",
+        "spec.healthCheck.url",
+        "wss://status.openai.com",
+        "spec.healthCheck.url",
+        "should match",
+    ),
+    (
+        "AIBackend",
+        "openai-realtime",
+        "spec.credentialsSecretRef.name",
+        "Openai_Credentials",
+        "spec.credentialsSecretRef.name",
+        "should match",
+    ),
+    (
+        "AIBackend",
+        "openai-realtime",
+        "spec.credentialsSecretRef.key",
+        "api key",
+        "spec.credentialsSecretRef.key",
+        "should match",
+    ),
     ("VoiceAgent", "billing", "spec.backends[0].name", "OpenAI", "spec.backends[0].name", "should match"),
     ("VoiceAgent", "billing", "spec.env[0].name", "1LOG", "spec.env[0].name", "should match"),
-    ("VoiceAgent", "billing", "spec.resources.requests.cpu", "half", "spec.resources.requests.cpu", "should match"),
-    ("VoiceAgent", "billing", "spec.resources.limits.memory", "1 GB", "spec.resources.limits.memory", "should match"),
-    ("VoiceAgent", "support", "spec.settingsFrom.configMapRef.name", "Settings!",
-     "spec.settingsFrom.configMapRef.name", "should match"),
-    ("VoiceAgent", "billing", "spec.scaling.metrics", {"source": "prometheus", "prometheusUrl": "prometheus:9090"},
-     "spec.scaling.metrics.prometheusUrl", "should match"),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.resources.requests.cpu",
+        "half",
+        "spec.resources.requests.cpu",
+        "should match",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.resources.limits.memory",
+        "1 GB",
+        "spec.resources.limits.memory",
+        "should match",
+    ),
+    (
+        "VoiceAgent",
+        "support",
+        "spec.settingsFrom.configMapRef.name",
+        "Settings!",
+        "spec.settingsFrom.configMapRef.name",
+        "should match",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
+        "spec.scaling.metrics",
+        {"source": "prometheus", "prometheusUrl": "prometheus:9090"},
+        "spec.scaling.metrics.prometheusUrl",
+        "should match",
+    ),
     ("VoiceEndpoint", "billing-lines", "spec.agentRef.name", "Billing", "spec.agentRef.name", "should match"),
     ("VoiceEndpoint", "support-web", "spec.webrtc.path", "support", "spec.webrtc.path", "should match"),
 ]
@@ -103,7 +293,14 @@ PATTERN_CASES = [
 # Beyond the schema: checks a well-kept library does better than a regular expression.
 LIBRARY_CASES = [
     ("Region", "eu-west", "spec.countries[0]", "XX", "spec.countries[0]", "not an ISO 3166-1 alpha-2"),
-    ("VoiceEndpoint", "billing-lines", "spec.phoneNumbers[0]", "+1202555014399", "spec.phoneNumbers[0]", "not a possible phone number"),
+    (
+        "VoiceEndpoint",
+        "billing-lines",
+        "spec.phoneNumbers[0]",
+        "+1202555014399",
+        "spec.phoneNumbers[0]",
+        "not a possible phone number",
+    ),
 ]
 
 OTHER_CASES = [
@@ -181,8 +378,8 @@ def test_every_pattern_has_a_refusal_case() -> None:
 @pytest.mark.parametrize("kind", ["Region", "AIBackend", "VoiceAgent", "VoiceEndpoint"])
 def test_examples_pass_the_crd_schema_and_rules(examples: Any, kind: str) -> None:
     model = {k.info.kind: k for k in KINDS}[kind]
-    from voiceop.yamlio import read_manifests
     from conftest import EXAMPLES
+    from voiceop.yamlio import read_manifests
 
     documents, _ = read_manifests([str(EXAMPLES)])
     objects = [d.obj for d in documents if d.obj.get("kind") == kind]
@@ -210,7 +407,10 @@ def test_all_errors_of_an_object_are_reported_together() -> None:
     set_field(obj, "spec.capacity.callsPerPod", 0)
     with pytest.raises(InvalidObject) as caught:
         parse_object(obj)
-    assert {e.path for e in caught.value.errors} >= {"spec.regions[0].minReplicas", "spec.capacity.callsPerPod"}
+    assert {e.path for e in caught.value.errors} >= {
+        "spec.regions[0].minReplicas",
+        "spec.capacity.callsPerPod",
+    }
     assert str(caught.value).startswith("VoiceAgent contact-center/billing: ")
 
 

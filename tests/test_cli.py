@@ -23,12 +23,29 @@ def test_render_examples_prints_every_child() -> None:
     assert result.returncode == 0, result.stderr
     objects = list(yaml.safe_load_all(result.stdout))
     assert len(objects) == 20
-    assert {o["kind"] for o in objects} == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
+    assert {o["kind"] for o in objects} == {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    }
 
 
 def test_render_to_a_folder_writes_one_file_per_object(tmp_path: Path) -> None:
-    result = voiceop("render", "-f", str(EXAMPLES / "regions.yaml"), "-f", str(EXAMPLES / "backends.yaml"),
-                     "-f", str(EXAMPLES / "agents.yaml"), "-f", str(EXAMPLES / "endpoints.yaml"), "-o", str(tmp_path))
+    result = voiceop(
+        "render",
+        "-f",
+        str(EXAMPLES / "regions.yaml"),
+        "-f",
+        str(EXAMPLES / "backends.yaml"),
+        "-f",
+        str(EXAMPLES / "agents.yaml"),
+        "-f",
+        str(EXAMPLES / "endpoints.yaml"),
+        "-o",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 20
@@ -47,19 +64,31 @@ def _broken_examples(tmp_path: Path, old: str, new: str) -> Path:
 
 
 def test_invalid_object_exits_2_naming_file_object_and_field_with_nothing_on_stdout(tmp_path: Path) -> None:
-    folder = _broken_examples(tmp_path, "{name: eu-west, minReplicas: 2, maxReplicas: 20}", "{name: eu-west, minReplicas: 9, maxReplicas: 3}")
+    folder = _broken_examples(
+        tmp_path,
+        "{name: eu-west, minReplicas: 2, maxReplicas: 20}",
+        "{name: eu-west, minReplicas: 9, maxReplicas: 3}",
+    )
     result = voiceop("render", "-f", str(folder))
     assert result.returncode == 2
     assert result.stdout == ""
-    assert f"{folder / 'agents.yaml'}: VoiceAgent contact-center/billing: spec.regions[0].minReplicas:" in result.stderr
+    assert (
+        f"{folder / 'agents.yaml'}: VoiceAgent contact-center/billing: spec.regions[0].minReplicas:"
+        in result.stderr
+    )
     assert "minReplicas (9) is greater than maxReplicas (3)" in result.stderr
 
 
 def test_unknown_reference_exits_2(tmp_path: Path) -> None:
-    folder = _broken_examples(tmp_path, "- name: self-hosted-pipeline\n  settings:", "- name: no-such-backend\n  settings:")
+    folder = _broken_examples(
+        tmp_path, "- name: self-hosted-pipeline\n  settings:", "- name: no-such-backend\n  settings:"
+    )
     result = voiceop("render", "-f", str(folder))
     assert result.returncode == 2 and result.stdout == ""
-    assert "VoiceAgent contact-center/billing: spec.backends[1].name: AIBackend contact-center/no-such-backend not found" in result.stderr
+    assert (
+        "VoiceAgent contact-center/billing: spec.backends[1].name: AIBackend contact-center/no-such-backend not found"
+        in result.stderr
+    )
 
 
 def test_bad_yaml_and_missing_files_exit_2(tmp_path: Path) -> None:

@@ -11,11 +11,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from conftest import KUBERNETES_VERSIONS, ROOT
 from voiceop.api import KINDS, crd
 from voiceop.cli import crd_file_name, main
 from voiceop.yamlio import dump
-
-from conftest import KUBERNETES_VERSIONS, ROOT
 
 CRDS = [crd(kind) for kind in KINDS]
 
@@ -69,9 +68,9 @@ def test_schema_is_structural_and_bounded_for_cel(definition: dict[str, Any]) ->
         typed = "type" in node or node.get("x-kubernetes-int-or-string")
         if not typed and not node.get("x-kubernetes-preserve-unknown-fields"):
             problems.append(f"{path}: no type")
-        if node.get("type") == "string" and "enum" not in node and "format" not in node:
-            if "maxLength" not in node:
-                problems.append(f"{path}: string without maxLength")
+        free_string = node.get("type") == "string" and "enum" not in node and "format" not in node
+        if free_string and "maxLength" not in node:
+            problems.append(f"{path}: string without maxLength")
         if node.get("type") == "array" and "maxItems" not in node:
             problems.append(f"{path}: array without maxItems")
         if isinstance(node.get("additionalProperties"), dict) and "maxProperties" not in node:

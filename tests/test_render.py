@@ -11,13 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import KUBERNETES_VERSIONS, example_object
 from voiceop.api import parse_object
 from voiceop.inventory import Inventory
 from voiceop.render import render_agent, render_all
 from voiceop.render.agent import RUNTIME_CONFIG_KEY, quantity
 from voiceop.yamlio import dump_all
-
-from conftest import KUBERNETES_VERSIONS, example_object
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 
@@ -36,7 +35,9 @@ def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-def test_every_rendered_example_object_is_valid_kubernetes(rendered_examples: list[dict[str, Any]], version: str) -> None:
+def test_every_rendered_example_object_is_valid_kubernetes(
+    rendered_examples: list[dict[str, Any]], version: str
+) -> None:
     assert len(rendered_examples) == 20
     for obj in rendered_examples:
         kubernetes_valid(obj, version)
@@ -49,25 +50,35 @@ def test_strict_validation_is_not_vacuous(rendered_examples: list[dict[str, Any]
         kubernetes_validate.validate(deployment, "1.34", strict=True)
 
 
-def test_every_object_is_labelled_and_agent_children_name_agent_and_region(rendered_examples: list[dict[str, Any]]) -> None:
+def test_every_object_is_labelled_and_agent_children_name_agent_and_region(
+    rendered_examples: list[dict[str, Any]],
+) -> None:
     for obj in rendered_examples:
         labels = obj["metadata"]["labels"]
         assert labels[MANAGED_BY] == "voiceop"
         if obj["kind"] != "ConfigMap":
             assert labels["voiceop.dev/agent"] in {"billing", "support"}
             assert labels["voiceop.dev/region"] in {"eu-west", "us-east", "ap-southeast"}
-        assert not any(k.startswith("argocd.argoproj.io") or k == "app.kubernetes.io/instance" for k in labels)
+        assert not any(
+            k.startswith("argocd.argoproj.io") or k == "app.kubernetes.io/instance" for k in labels
+        )
 
 
 def test_media_deployment_contract(rendered_examples: list[dict[str, Any]]) -> None:
-    deployment = [d for d in by_kind(rendered_examples, "Deployment") if d["metadata"]["name"] == "billing-eu-west"][0]
+    deployment = [
+        d for d in by_kind(rendered_examples, "Deployment") if d["metadata"]["name"] == "billing-eu-west"
+    ][0]
     pod = deployment["spec"]["template"]["spec"]
     assert "replicas" not in deployment["spec"], "builtin mode leaves replicas to the operator"
     assert pod["readinessGates"] == [{"conditionType": "voiceop.dev/accepting-calls"}]
     assert pod["terminationGracePeriodSeconds"] >= 1800
     assert pod["nodeSelector"] == {"topology.kubernetes.io/region": "eu-west"}
     zones = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert zones["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["eu-west-a", "eu-west-b", "eu-west-c"]
+    assert zones["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == [
+        "eu-west-a",
+        "eu-west-b",
+        "eu-west-c",
+    ]
     assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
         "topology.kubernetes.io/zone",
         "kubernetes.io/hostname",
@@ -81,7 +92,9 @@ def test_media_deployment_contract(rendered_examples: list[dict[str, Any]]) -> N
             "valueFrom": {"secretKeyRef": {"name": "openai-credentials", "key": "api-key"}},
         }
     ]
-    apac = [d for d in by_kind(rendered_examples, "Deployment") if d["metadata"]["name"] == "billing-ap-southeast"][0]
+    apac = [
+        d for d in by_kind(rendered_examples, "Deployment") if d["metadata"]["name"] == "billing-ap-southeast"
+    ][0]
     assert apac["spec"]["template"]["spec"]["nodeSelector"] == {"node.example.com/pool": "voice-apac"}
 
 
@@ -89,8 +102,12 @@ def test_secret_values_never_appear_in_output(rendered_examples: list[dict[str, 
     assert "replace-me" not in dump_all(rendered_examples)
 
 
-def test_runtime_configmap_holds_the_ai_layer_in_failover_order(rendered_examples: list[dict[str, Any]]) -> None:
-    configmap = [c for c in by_kind(rendered_examples, "ConfigMap") if c["metadata"]["name"] == "support-runtime"][0]
+def test_runtime_configmap_holds_the_ai_layer_in_failover_order(
+    rendered_examples: list[dict[str, Any]],
+) -> None:
+    configmap = [
+        c for c in by_kind(rendered_examples, "ConfigMap") if c["metadata"]["name"] == "support-runtime"
+    ][0]
     config = json.loads(configmap["data"][RUNTIME_CONFIG_KEY])
     assert [b["name"] for b in config["backends"]] == ["self-hosted-pipeline", "openai-realtime"]
     assert config["activeBackend"] == "self-hosted-pipeline"
@@ -118,7 +135,7 @@ def test_changing_the_ai_layer_changes_only_the_configmap(examples: Any) -> None
     after = _agent_children(changed, "billing")
     failover = _agent_children(inventory, "billing", active_backend="self-hosted-pipeline")
     for variant in (after, failover):
-        differing = [b["kind"] for b, a in zip(before, variant) if a != b]
+        differing = [b["kind"] for b, a in zip(before, variant, strict=False) if a != b]
         assert differing == ["ConfigMap"]
 
 
@@ -128,7 +145,10 @@ def test_autoscalers_by_mode(rendered_examples: list[dict[str, Any]]) -> None:
     target = hpas[0]["spec"]["metrics"][0]["pods"]["target"]
     assert target == {"type": "AverageValue", "averageValue": "3500m"}  # 5 calls x 0.7
     raw = example_object("VoiceAgent", "support")
-    raw["spec"]["scaling"] = {"mode": "keda", "metrics": {"source": "prometheus", "prometheusUrl": "http://prometheus.monitoring:9090"}}
+    raw["spec"]["scaling"] = {
+        "mode": "keda",
+        "metrics": {"source": "prometheus", "prometheusUrl": "http://prometheus.monitoring:9090"},
+    }
     inventory = Inventory.of([parse_object(raw)])
     for name in ("us-east", "eu-west"):
         inventory.add(parse_object(example_object("Region", name)))
@@ -144,7 +164,9 @@ def test_quantity() -> None:
     assert [quantity(x) for x in (7.0, 3.5, 0.8, 12)] == ["7", "3500m", "800m", "12"]
 
 
-def test_offline_render_has_no_owner_references_and_operator_render_has_them(rendered_examples: list[dict[str, Any]]) -> None:
+def test_offline_render_has_no_owner_references_and_operator_render_has_them(
+    rendered_examples: list[dict[str, Any]],
+) -> None:
     assert all("ownerReferences" not in o["metadata"] for o in rendered_examples)
     raw = example_object("VoiceAgent", "billing")
     raw["metadata"]["uid"] = "0a1b2c3d-0000-4000-8000-000000000001"
@@ -174,7 +196,9 @@ def test_render_is_deterministic(examples: Any) -> None:
 
 # --- property-generated agents -------------------------------------------------------------
 
-region_names = st.from_regex(r"[a-z][a-z0-9]{0,20}(-[a-z0-9]{1,12}){0,3}", fullmatch=True).filter(lambda s: len(s) <= 63)
+region_names = st.from_regex(r"[a-z][a-z0-9]{0,20}(-[a-z0-9]{1,12}){0,3}", fullmatch=True).filter(
+    lambda s: len(s) <= 63
+)
 agent_names = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
 
 
@@ -198,7 +222,10 @@ def agent_and_world(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str]:
             "metrics": {"source": "prometheus", "prometheusUrl": "http://prometheus:9090"},
         },
         "transport": {
-            "sip": {"port": draw(st.integers(1, 65535)), "protocol": draw(st.sampled_from(["UDP", "TCP", "TLS"]))},
+            "sip": {
+                "port": draw(st.integers(1, 65535)),
+                "protocol": draw(st.sampled_from(["UDP", "TCP", "TLS"])),
+            },
             "hostNetwork": draw(st.booleans()),
         },
         "drain": {"maxCallDurationSeconds": draw(st.integers(0, 86400))},
@@ -208,18 +235,36 @@ def agent_and_world(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str]:
     if draw(st.booleans()):
         spec["replicas"] = draw(st.integers(0, 1000))
     objects = [
-        {"apiVersion": "voiceop.dev/v1alpha1", "kind": "Region", "metadata": {"name": name},
-         "spec": {"zones": draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True))}}
+        {
+            "apiVersion": "voiceop.dev/v1alpha1",
+            "kind": "Region",
+            "metadata": {"name": name},
+            "spec": {"zones": draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True))},
+        }
         for name in regions
     ]
     objects += [
-        {"apiVersion": "voiceop.dev/v1alpha1", "kind": "AIBackend", "metadata": {"name": name, "namespace": "team"},
-         "spec": {"provider": "custom", "protocol": "grpc", "endpoint": "grpc://model:50051",
-                  "credentialsSecretRef": {"name": f"{name}-key", "key": "token"}}}
+        {
+            "apiVersion": "voiceop.dev/v1alpha1",
+            "kind": "AIBackend",
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {
+                "provider": "custom",
+                "protocol": "grpc",
+                "endpoint": "grpc://model:50051",
+                "credentialsSecretRef": {"name": f"{name}-key", "key": "token"},
+            },
+        }
         for name in ("primary", "secondary")
     ]
-    objects.append({"apiVersion": "voiceop.dev/v1alpha1", "kind": "VoiceAgent",
-                    "metadata": {"name": agent_name, "namespace": "team"}, "spec": spec})
+    objects.append(
+        {
+            "apiVersion": "voiceop.dev/v1alpha1",
+            "kind": "VoiceAgent",
+            "metadata": {"name": agent_name, "namespace": "team"},
+            "spec": spec,
+        }
+    )
     return objects, mode
 
 

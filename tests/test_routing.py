@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from conftest import example_object
 from voiceop.api import parse_object
 from voiceop.api.v1alpha1 import Region, VoiceAgent, VoiceEndpoint
 from voiceop.render.routes import routes_for
 from voiceop.routing import caller_country, rank_nearest
 from voiceop.routing.policy import share_percent
 
-from conftest import example_object
-
 
 def region(name: str, **spec: Any) -> Region:
-    return parse_object({"apiVersion": "voiceop.dev/v1alpha1", "kind": "Region", "metadata": {"name": name}, "spec": spec})  # type: ignore[return-value]
+    return parse_object(
+        {"apiVersion": "voiceop.dev/v1alpha1", "kind": "Region", "metadata": {"name": name}, "spec": spec}
+    )  # type: ignore[return-value]
 
 
 def world(**region_changes: dict[str, Any]) -> dict[str, Region]:
@@ -75,7 +76,9 @@ def test_nearest_routes_per_country_with_failover_order() -> None:
 
 
 def test_region_in_maintenance_gets_no_calls() -> None:
-    routes = route_table(routes_for(endpoint("billing-lines"), agent("billing"), world(eu_west={"maintenance": True})))
+    routes = route_table(
+        routes_for(endpoint("billing-lines"), agent("billing"), world(eu_west={"maintenance": True}))
+    )
     assert routes["IE"] == [("us-east", 100), ("ap-southeast", 0)]
     assert all("eu-west" not in [n for n, _ in targets] for targets in routes.values())
 
@@ -90,8 +93,12 @@ def test_region_without_ready_pods_fails_over_only_when_failover_is_on() -> None
 
 
 def test_pinned_keeps_listed_order() -> None:
-    pinned = endpoint("billing-lines", routing={"policy": "pinned", "regions": [{"name": "us-east"}, {"name": "eu-west"}]})
-    assert route_table(routes_for(pinned, agent("billing"), world())) == {"*": [("us-east", 100), ("eu-west", 0)]}
+    pinned = endpoint(
+        "billing-lines", routing={"policy": "pinned", "regions": [{"name": "us-east"}, {"name": "eu-west"}]}
+    )
+    assert route_table(routes_for(pinned, agent("billing"), world())) == {
+        "*": [("us-east", 100), ("eu-west", 0)]
+    }
 
 
 def test_weighted_shares_add_up_to_100() -> None:

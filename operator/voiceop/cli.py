@@ -78,9 +78,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="voiceop", description="Run voice-AI agents on Kubernetes."
-    )
+    parser = argparse.ArgumentParser(prog="voiceop", description="Run voice-AI agents on Kubernetes.")
     parser.add_argument("--version", action="version", version=f"voiceop {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

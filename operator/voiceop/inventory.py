@@ -33,7 +33,9 @@ class Inventory:
             previous: CustomResource | None = self.regions.get(resource.name)
             self.regions[resource.name] = resource
             return previous
-        table = {AIBackend: self.backends, VoiceAgent: self.agents, VoiceEndpoint: self.endpoints}[type(resource)]
+        table = {AIBackend: self.backends, VoiceAgent: self.agents, VoiceEndpoint: self.endpoints}[
+            type(resource)
+        ]
         previous = table[resource.namespace].get(resource.name)
         table[resource.namespace][resource.name] = resource  # type: ignore[assignment]
         return previous

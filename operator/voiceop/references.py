@@ -30,15 +30,14 @@ def agent_reference_errors(
     return errors
 
 
-def endpoint_reference_errors(
-    endpoint: VoiceEndpoint, agents: Mapping[str, VoiceAgent]
-) -> list[FieldError]:
+def endpoint_reference_errors(endpoint: VoiceEndpoint, agents: Mapping[str, VoiceAgent]) -> list[FieldError]:
     """`agents` holds the VoiceAgents of the endpoint's namespace, by name."""
     agent = agents.get(endpoint.spec.agent_ref.name)
     if agent is None:
         return [
             FieldError(
-                "spec.agentRef.name", f"VoiceAgent {endpoint.namespace}/{endpoint.spec.agent_ref.name} not found"
+                "spec.agentRef.name",
+                f"VoiceAgent {endpoint.namespace}/{endpoint.spec.agent_ref.name} not found",
             )
         ]
     agent_regions = {r.name for r in agent.spec.regions}

@@ -65,12 +65,19 @@ def parse_object(obj: Mapping[str, Any]) -> CustomResource:
     ref = object_ref(obj)
     if obj.get("apiVersion") != API_VERSION:
         raise InvalidObject(
-            ref, [FieldError("apiVersion", f"Unsupported value: {obj.get('apiVersion')!r}: supported: {API_VERSION!r}")]
+            ref,
+            [
+                FieldError(
+                    "apiVersion", f"Unsupported value: {obj.get('apiVersion')!r}: supported: {API_VERSION!r}"
+                )
+            ],
         )
     model = KIND_BY_NAME.get(str(obj.get("kind")))
     if model is None:
         supported = ", ".join(KIND_BY_NAME)
-        raise InvalidObject(ref, [FieldError("kind", f"Unsupported value: {obj.get('kind')!r}: supported: {supported}")])
+        raise InvalidObject(
+            ref, [FieldError("kind", f"Unsupported value: {obj.get('kind')!r}: supported: {supported}")]
+        )
     metadata = obj.get("metadata")
     if not isinstance(metadata, Mapping) or not metadata.get("name"):
         raise InvalidObject(ref, [FieldError("metadata.name", "Required value")])
@@ -97,11 +104,11 @@ def parse_object(obj: Mapping[str, Any]) -> CustomResource:
 
 
 __all__ = [
+    "KINDS",
+    "KIND_BY_NAME",
     "AIBackend",
     "FieldError",
     "InvalidObject",
-    "KINDS",
-    "KIND_BY_NAME",
     "Region",
     "VoiceAgent",
     "VoiceEndpoint",

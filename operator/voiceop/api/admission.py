@@ -77,9 +77,9 @@ def _strict(schema: JsonSchema, *, root: bool = True) -> JsonSchema:
         out["additionalProperties"] = _strict(out["additionalProperties"], root=False)
     if "items" in out:
         out["items"] = _strict(out["items"], root=False)
-    if out.get("type") == "object" and "additionalProperties" not in out:
-        if not out.get("x-kubernetes-preserve-unknown-fields"):
-            out["additionalProperties"] = False
+    closed = not out.get("x-kubernetes-preserve-unknown-fields")
+    if out.get("type") == "object" and "additionalProperties" not in out and closed:
+        out["additionalProperties"] = False
     return out
 
 
@@ -94,13 +94,9 @@ def _schema_error(error: jsonschema.ValidationError) -> FieldError:
         return FieldError(field_path([*path, extra[0]]), "unknown field")
     if error.validator == "enum":
         supported = ", ".join(json.dumps(option) for option in error.validator_value)
-        return FieldError(
-            field_path(path), f"Unsupported value: {value}: supported values: {supported}"
-        )
+        return FieldError(field_path(path), f"Unsupported value: {value}: supported values: {supported}")
     if error.validator == "pattern":
-        return FieldError(
-            field_path(path), f"Invalid value: {value}: should match '{error.validator_value}'"
-        )
+        return FieldError(field_path(path), f"Invalid value: {value}: should match '{error.validator_value}'")
     return FieldError(field_path(path), f"Invalid value: {value}: {error.message}")
 
 
@@ -112,9 +108,7 @@ def _coerce_numbers(value: Any, schema: JsonSchema) -> Any:
         properties = schema.get("properties", {})
         extra = schema.get("additionalProperties")
         return {
-            key: _coerce_numbers(
-                item, properties.get(key, extra if isinstance(extra, dict) else {})
-            )
+            key: _coerce_numbers(item, properties.get(key, extra if isinstance(extra, dict) else {}))
             for key, item in value.items()
         }
     if isinstance(value, list):
@@ -127,15 +121,18 @@ def _program(expression: str) -> celpy.Runner:
     return _CEL.program(_CEL.compile(expression))
 
 
-def _evaluate(expression: str, self_value: Any) -> Any:
-    return _program(expression).evaluate({"self": celpy.json_to_cel(self_value)})
+def _evaluate(expression: str, activation: dict[str, Any]) -> Any:
+    return _program(expression).evaluate(activation)
 
 
 def _rule_errors(value: Any, schema: JsonSchema, path: list[str | int]) -> Iterator[FieldError]:
-    for rule in schema.get("x-kubernetes-validations", []):
-        self_value = _coerce_numbers(value, schema)
+    rules = schema.get("x-kubernetes-validations", [])
+    if not rules:
+        return
+    activation = {"self": celpy.json_to_cel(_coerce_numbers(value, schema))}
+    for rule in rules:
         try:
-            holds = bool(_evaluate(rule["rule"], self_value))
+            holds = bool(_evaluate(rule["rule"], activation))
         except celpy.CELEvalError as error:
             yield FieldError(field_path(path), f"rule {rule['rule']!r} failed to evaluate: {error}")
             continue
@@ -144,7 +141,7 @@ def _rule_errors(value: Any, schema: JsonSchema, path: list[str | int]) -> Itera
         message = rule.get("message", f"failed rule: {rule['rule']}")
         if "messageExpression" in rule:
             try:
-                message = str(_evaluate(rule["messageExpression"], self_value))
+                message = str(_evaluate(rule["messageExpression"], activation))
             except celpy.CELEvalError:
                 pass  # the API server falls back to `message` too
         where = field_path(path) + rule.get("fieldPath", "")
@@ -165,7 +162,7 @@ def _list_errors(value: list[Any], schema: JsonSchema, path: list[str | int]) ->
         for index, item in enumerate(value):
             key = tuple(item.get(name) for name in keys) if isinstance(item, dict) else (item,)
             if key in seen_keys:
-                shown = ", ".join(f"{name}={json.dumps(part)}" for name, part in zip(keys, key))
+                shown = ", ".join(f"{name}={json.dumps(part)}" for name, part in zip(keys, key, strict=False))
                 yield FieldError(field_path([*path, index]), f"Duplicate value: {{{shown}}}")
             seen_keys.add(key)
 

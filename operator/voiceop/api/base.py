@@ -151,9 +151,7 @@ class Condition(ApiModel):
         max_length=1024,
         description="Machine-readable CamelCase reason for the last transition.",
     )
-    message: str = Field(
-        default="", max_length=32768, description="Human-readable detail of the transition."
-    )
+    message: str = Field(default="", max_length=32768, description="Human-readable detail of the transition.")
     last_transition_time: datetime = Field(
         description="When the condition last changed status.",
     )
@@ -236,6 +234,10 @@ class CustomResource(BaseModel):
     api_version: Literal["voiceop.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
     kind: str
     metadata: ObjectMeta
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as the API server would store it: camelCase, unset optionals left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     @property
     def name(self) -> str:

@@ -31,9 +31,11 @@ def render_all(inventory: Inventory) -> list[dict[str, Any]]:
                 objects.append(child)
         endpoints = sorted(inventory.endpoints[namespace].values(), key=lambda e: e.name)
         if endpoints:
-            routes = {e.name: routes_for(e, agents[e.spec.agent_ref.name], inventory.regions) for e in endpoints}
+            routes = {
+                e.name: routes_for(e, agents[e.spec.agent_ref.name], inventory.regions) for e in endpoints
+            }
             objects.append(routes_configmap(namespace, endpoints, routes))
     return objects
 
 
-__all__ = ["NameConflict", "render_all", "render_agent"]
+__all__ = ["NameConflict", "render_agent", "render_all"]

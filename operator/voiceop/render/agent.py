@@ -162,7 +162,9 @@ def media_deployment(
     resources = spec.resources.to_wire() if spec.resources else {}
     return load(
         "deployment.yaml.j2",
-        metadata=object_metadata(name, agent.namespace, child_labels("media", agent.name, region.name), [agent]),
+        metadata=object_metadata(
+            name, agent.namespace, child_labels("media", agent.name, region.name), [agent]
+        ),
         # builtin, hpa and keda own spec.replicas; writing it here would fight them.
         replicas=fixed_replicas(agent)[region.name] if spec.scaling.mode == "none" else None,
         selector=selector,
@@ -187,7 +189,9 @@ def media_service(agent: VoiceAgent, region: Region) -> dict[str, Any]:
     name = names.media_name(agent.name, region.name)
     return load(
         "service.yaml.j2",
-        metadata=object_metadata(name, agent.namespace, child_labels("media", agent.name, region.name), [agent]),
+        metadata=object_metadata(
+            name, agent.namespace, child_labels("media", agent.name, region.name), [agent]
+        ),
         selector=selector_labels(agent.name, region.name),
         affinity_timeout_seconds=max(1, agent.spec.drain.max_call_duration_seconds),
         sip_port=agent.spec.transport.sip.port,
@@ -200,7 +204,9 @@ def media_pdb(agent: VoiceAgent, region: Region) -> dict[str, Any]:
     name = names.media_name(agent.name, region.name)
     return load(
         "pdb.yaml.j2",
-        metadata=object_metadata(name, agent.namespace, child_labels("media", agent.name, region.name), [agent]),
+        metadata=object_metadata(
+            name, agent.namespace, child_labels("media", agent.name, region.name), [agent]
+        ),
         selector=selector_labels(agent.name, region.name),
     )
 

@@ -46,6 +46,6 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def load(template: str, **params: Any) -> dict[str, Any]:
     """Render `templates/<template>` with `params` and parse the YAML it produces."""
     text = _ENV.get_template(template).render(**params)
-    obj = yaml.load(text, Loader=_LOADER)  # noqa: S506 - CSafeLoader is the safe loader
+    obj = yaml.load(text, Loader=_LOADER)
     assert isinstance(obj, dict), f"{template} rendered no object"
     return obj

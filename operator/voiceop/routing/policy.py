@@ -134,7 +134,9 @@ def endpoint_routes(
         if sum(shares) == 0:  # every region with weight went away: fail over by listed order
             shares = [100 if i == 0 else 0 for i in range(len(weighted))]
         kept = [
-            RouteTarget(n, targets[n], s) for n, s in zip(weighted, shares) if s > 0 or routing.failover
+            RouteTarget(n, targets[n], s)
+            for n, s in zip(weighted, shares, strict=False)
+            if s > 0 or routing.failover
         ]
         return [Route(ANY_CALLER, tuple(kept))]
     if routing.policy == "pinned":

@@ -50,9 +50,7 @@ class HealthCheck(ApiModel):
     )
 
     url: HttpUrl = Field(description="HTTP(S) URL the operator probes; any 2xx is healthy.")
-    interval_seconds: int = Field(
-        default=10, ge=1, le=3600, description="Seconds between two probes."
-    )
+    interval_seconds: int = Field(default=10, ge=1, le=3600, description="Seconds between two probes.")
     timeout_ms: int = Field(
         default=2000, ge=1, description="Milliseconds after which a probe counts as failed."
     )
@@ -87,9 +85,7 @@ class AIBackendSpec(ApiModel):
             "regions not listed use `endpoint`."
         ),
     )
-    model: str | None = Field(
-        default=None, max_length=256, description="Model name or ID at the provider."
-    )
+    model: str | None = Field(default=None, max_length=256, description="Model name or ID at the provider.")
     capabilities: list[Capability] = Field(
         default_factory=list,
         max_length=4,

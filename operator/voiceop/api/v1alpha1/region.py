@@ -84,9 +84,7 @@ class RegionStatus(ApiModel):
     media_pods: int | None = Field(
         default=None, ge=0, description="Media pods of all agents running in this region."
     )
-    active_calls: int | None = Field(
-        default=None, ge=0, description="Calls in progress in this region."
-    )
+    active_calls: int | None = Field(default=None, ge=0, description="Calls in progress in this region.")
     conditions: Conditions
 
 

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 from voiceop.api.base import (
     AGE_COLUMN,
     DEFAULTED,
+    E164,
     MAP_BY_NAME,
     READY_COLUMN,
     REASON_COLUMN,
@@ -16,7 +17,6 @@ from voiceop.api.base import (
     ApiModel,
     Conditions,
     CustomResource,
-    E164,
     FreeForm,
     HttpUrl,
     KindInfo,
@@ -46,7 +46,7 @@ class EnvVar(ApiModel):
                 "!(has(self.value) && has(self.valueFrom))",
                 "set value or valueFrom, not both",
                 field_path=".valueFrom",
-            )
+            ),
         )
     )
 
@@ -96,9 +96,7 @@ class AgentRegion(ApiModel):
         )
     )
 
-    name: Annotated[str, Field(min_length=1, max_length=63)] = Field(
-        description="Name of a Region."
-    )
+    name: Annotated[str, Field(min_length=1, max_length=63)] = Field(description="Name of a Region.")
     min_replicas: int = Field(default=1, ge=0, description="Fewest media pods kept in the region.")
     max_replicas: int = Field(default=10, ge=1, description="Most media pods run in the region.")
 
@@ -114,9 +112,7 @@ class AgentCapacity(ApiModel):
         )
     )
 
-    calls_per_pod: int = Field(
-        default=10, description="Hard limit of concurrent calls one media pod takes."
-    )
+    calls_per_pod: int = Field(default=10, description="Hard limit of concurrent calls one media pod takes.")
 
 
 class LatencySLO(ApiModel):
@@ -143,9 +139,7 @@ class MetricsSource(ApiModel):
         default="direct",
         description="Where call and latency metrics come from: a Prometheus server, or scraping media pods directly.",
     )
-    prometheus_url: HttpUrl | None = Field(
-        default=None, description="Base URL of the Prometheus HTTP API."
-    )
+    prometheus_url: HttpUrl | None = Field(default=None, description="Base URL of the Prometheus HTTP API.")
 
 
 class Scaling(ApiModel):
@@ -176,13 +170,17 @@ class Scaling(ApiModel):
     )
     latency_slo: LatencySLO = Field(
         alias="latencySLO",
-        default_factory=LatencySLO, json_schema_extra=DEFAULTED, description="Voice latency objective; breaching it adds pods."
+        default_factory=LatencySLO,
+        json_schema_extra=DEFAULTED,
+        description="Voice latency objective; breaching it adds pods.",
     )
     scale_down_delay_seconds: int = Field(
         default=300, ge=0, le=86400, description="How long demand must stay lower before pods are removed."
     )
     metrics: MetricsSource = Field(
-        default_factory=MetricsSource, json_schema_extra=DEFAULTED, description="Where scaling signals are read from."
+        default_factory=MetricsSource,
+        json_schema_extra=DEFAULTED,
+        description="Where scaling signals are read from.",
     )
 
 
@@ -198,8 +196,7 @@ class PortRange(ApiModel):
                 "self.start < self.end",
                 "start must be lower than end",
                 message_expression=(
-                    "'start (' + string(self.start) + ') must be lower than end ('"
-                    " + string(self.end) + ')'"
+                    "'start (' + string(self.start) + ') must be lower than end (' + string(self.end) + ')'"
                 ),
                 field_path=".start",
             )
@@ -215,7 +212,9 @@ class RtpTransport(ApiModel):
 
 
 class Transport(ApiModel):
-    sip: SipTransport = Field(default_factory=SipTransport, json_schema_extra=DEFAULTED, description="SIP signalling.")
+    sip: SipTransport = Field(
+        default_factory=SipTransport, json_schema_extra=DEFAULTED, description="SIP signalling."
+    )
     rtp: RtpTransport | None = Field(default=None, description="RTP media ports.")
     host_network: bool = Field(
         default=False,
@@ -247,9 +246,7 @@ class HumanHandoff(ApiModel):
     )
 
     sip_uri: SipUri | None = Field(default=None, description="SIP URI of the human agents' queue.")
-    phone_number: E164 | None = Field(
-        default=None, description="E.164 number of the human agents' line."
-    )
+    phone_number: E164 | None = Field(default=None, description="E.164 number of the human agents' line.")
 
 
 class Fallback(ApiModel):
@@ -318,13 +315,19 @@ class VoiceAgentSpec(ApiModel):
         json_schema_extra=MAP_BY_NAME,
     )
     capacity: AgentCapacity = Field(
-        default_factory=AgentCapacity, json_schema_extra=DEFAULTED, description="What one media pod can carry."
+        default_factory=AgentCapacity,
+        json_schema_extra=DEFAULTED,
+        description="What one media pod can carry.",
     )
-    scaling: Scaling = Field(default_factory=Scaling, json_schema_extra=DEFAULTED, description="How media pods are scaled.")
+    scaling: Scaling = Field(
+        default_factory=Scaling, json_schema_extra=DEFAULTED, description="How media pods are scaled."
+    )
     transport: Transport = Field(
         default_factory=Transport, json_schema_extra=DEFAULTED, description="How calls reach the media pods."
     )
-    drain: Drain = Field(default_factory=Drain, json_schema_extra=DEFAULTED, description="How media pods are removed.")
+    drain: Drain = Field(
+        default_factory=Drain, json_schema_extra=DEFAULTED, description="How media pods are removed."
+    )
     fallback: Fallback | None = Field(default=None, description="Hand-off to humans.")
 
 

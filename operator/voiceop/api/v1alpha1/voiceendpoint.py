@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 from voiceop.api.base import (
     AGE_COLUMN,
     DEFAULTED,
+    E164,
     MAP_BY_NAME,
     READY_COLUMN,
     REASON_COLUMN,
@@ -16,7 +17,6 @@ from voiceop.api.base import (
     ApiModel,
     Conditions,
     CustomResource,
-    E164,
     KindInfo,
     LocalObjectReference,
     ObservedGeneration,
@@ -39,9 +39,7 @@ class RoutingRegion(ApiModel):
     name: Annotated[str, Field(min_length=1, max_length=63)] = Field(
         description="Name of a Region the agent runs in."
     )
-    weight: int = Field(
-        default=1, ge=0, le=1000, description="Relative share of calls (policy weighted)."
-    )
+    weight: int = Field(default=1, ge=0, le=1000, description="Relative share of calls (policy weighted).")
 
 
 class Routing(ApiModel):
@@ -125,9 +123,7 @@ class RouteTarget(ApiModel):
 
 class Route(ApiModel):
     match: RouteMatch = Field(description="Which callers the route applies to.")
-    regions: list[RouteTarget] = Field(
-        max_length=16, description="Regions in preference order."
-    )
+    regions: list[RouteTarget] = Field(max_length=16, description="Regions in preference order.")
 
 
 class VoiceEndpointStatus(ApiModel):
@@ -156,6 +152,4 @@ class VoiceEndpoint(CustomResource):
     )
     kind: Literal["VoiceEndpoint"] = "VoiceEndpoint"
     spec: VoiceEndpointSpec = Field(description="Desired state of the endpoint.")
-    status: VoiceEndpointStatus | None = Field(
-        default=None, description="Observed state of the endpoint."
-    )
+    status: VoiceEndpointStatus | None = Field(default=None, description="Observed state of the endpoint.")

@@ -1,0 +1,81 @@
+"""Time to admit and render 1,000 VoiceAgents x 3 regions, per agent.
+
+Prints one table. The baseline, measured in the same run, is reading the rendered output back
+with PyYAML's C loader: what any client pays just to parse the objects voiceop produces.
+
+    python benchmarks/render.py [--agents N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from voiceop.api import parse_object
+from voiceop.inventory import Inventory
+from voiceop.loading import load_inventory
+from voiceop.render import render_all
+from voiceop.yamlio import dump_all
+
+EXAMPLES = "examples"
+
+
+def agent_manifests(count: int) -> list[dict[str, Any]]:
+    """`count` copies of the billing example (3 regions, 2 backends), renamed."""
+    inventory = load_inventory([EXAMPLES]).inventory
+    template = inventory.agents["contact-center"]["billing"].model_dump(
+        by_alias=True, exclude_none=True, mode="json"
+    )
+    manifests = []
+    for index in range(count):
+        raw = copy.deepcopy(template)
+        raw["metadata"] = {"name": f"agent-{index:05d}", "namespace": "contact-center"}
+        manifests.append(raw)
+    return manifests
+
+
+def timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = action()
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    args = parser.parse_args()
+
+    base = load_inventory([EXAMPLES]).inventory
+    manifests = agent_manifests(args.agents)
+
+    admit_s, agents = timed(lambda: [parse_object(m) for m in manifests])
+    inventory = Inventory(regions=base.regions)
+    inventory.backends["contact-center"] = base.backends["contact-center"]
+    for agent in agents:
+        inventory.add(agent)
+    render_s, objects = timed(lambda: render_all(inventory))
+    dump_s, text = timed(lambda: dump_all(objects))
+    baseline_s, parsed = timed(lambda: list(yaml.load_all(text, Loader=yaml.CSafeLoader)))
+    assert len(parsed) == len(objects)
+
+    n = args.agents
+    rows = [
+        ("admit + parse (schema, CEL, pydantic)", admit_s),
+        ("render (jinja2 -> objects)", render_s),
+        ("serialize (YAML)", dump_s),
+        ("total", admit_s + render_s + dump_s),
+        ("baseline: parse the output back (C YAML)", baseline_s),
+    ]
+    print(f"{n} agents x 3 regions -> {len(objects)} objects ({len(text) / 1e6:.1f} MB of YAML)")
+    print(f"{'stage':<44} {'total s':>9} {'ms/agent':>9} {'x baseline':>11}")
+    for label, seconds in rows:
+        print(f"{label:<44} {seconds:>9.2f} {1000 * seconds / n:>9.3f} {seconds / baseline_s:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()
