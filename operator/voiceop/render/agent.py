@@ -152,22 +152,28 @@ def sip_service_protocol(agent: VoiceAgent) -> str:
     return "UDP" if agent.spec.transport.sip.protocol == "UDP" else "TCP"
 
 
+def regional_metadata(agent: VoiceAgent, region: Region, component: str) -> dict[str, Any]:
+    """Metadata of an agent's child in one region: shared name, labels, owner."""
+    return object_metadata(
+        names.media_name(agent.name, region.name),
+        agent.namespace,
+        child_labels(component, agent.name, region.name),
+        [agent],
+    )
+
+
 def media_deployment(
     agent: VoiceAgent, bounds: AgentRegion, region: Region, backends: Sequence[AIBackend]
 ) -> dict[str, Any]:
     spec = agent.spec
-    name = names.media_name(agent.name, region.name)
-    selector = selector_labels(agent.name, region.name)
     volumes, mounts = _volumes(agent)
     resources = spec.resources.to_wire() if spec.resources else {}
     return load(
         "deployment.yaml.j2",
-        metadata=object_metadata(
-            name, agent.namespace, child_labels("media", agent.name, region.name), [agent]
-        ),
+        metadata=regional_metadata(agent, region, "media"),
         # builtin, hpa and keda own spec.replicas; writing it here would fight them.
         replicas=fixed_replicas(agent)[region.name] if spec.scaling.mode == "none" else None,
-        selector=selector,
+        selector=selector_labels(agent.name, region.name),
         pod_labels=child_labels("media", agent.name, region.name),
         metrics_port=METRICS_PORT,
         termination_grace_seconds=spec.drain.max_call_duration_seconds + DRAIN_MARGIN_SECONDS,
@@ -186,12 +192,9 @@ def media_deployment(
 
 
 def media_service(agent: VoiceAgent, region: Region) -> dict[str, Any]:
-    name = names.media_name(agent.name, region.name)
     return load(
         "service.yaml.j2",
-        metadata=object_metadata(
-            name, agent.namespace, child_labels("media", agent.name, region.name), [agent]
-        ),
+        metadata=regional_metadata(agent, region, "media"),
         selector=selector_labels(agent.name, region.name),
         affinity_timeout_seconds=max(1, agent.spec.drain.max_call_duration_seconds),
         sip_port=agent.spec.transport.sip.port,
@@ -201,12 +204,9 @@ def media_service(agent: VoiceAgent, region: Region) -> dict[str, Any]:
 
 
 def media_pdb(agent: VoiceAgent, region: Region) -> dict[str, Any]:
-    name = names.media_name(agent.name, region.name)
     return load(
         "pdb.yaml.j2",
-        metadata=object_metadata(
-            name, agent.namespace, child_labels("media", agent.name, region.name), [agent]
-        ),
+        metadata=regional_metadata(agent, region, "media"),
         selector=selector_labels(agent.name, region.name),
     )
 
@@ -231,9 +231,7 @@ def media_autoscaler(agent: VoiceAgent, bounds: AgentRegion, region: Region) -> 
     name = names.media_name(agent.name, region.name)
     low, high = replica_bounds(bounds, region)
     common = {
-        "metadata": object_metadata(
-            name, agent.namespace, child_labels("autoscaler", agent.name, region.name), [agent]
-        ),
+        "metadata": regional_metadata(agent, region, "autoscaler"),
         "target": name,
         "max_replicas": max(high, 1),
         "calls_per_pod_target": quantity(agent.spec.capacity.calls_per_pod * scaling.target_utilization),
