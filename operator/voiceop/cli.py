@@ -77,6 +77,20 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from voiceop.run import main as run_main
+
+    return run_main(
+        namespaces=args.namespace or [],
+        standalone=args.standalone,
+        priority=args.priority,
+        peering=args.peering,
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        verbose=args.verbose,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceop", description="Run voice-AI agents on Kubernetes.")
     parser.add_argument("--version", action="version", version=f"voiceop {__version__}")
@@ -99,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("-o", "--output", metavar="DIR", help="write one file per object into DIR")
     render.set_defaults(run=cmd_render)
+
+    run = commands.add_parser("run", help="run the operator against the cluster in kubeconfig or in-cluster")
+    run.add_argument(
+        "-n", "--namespace", action="append", metavar="NS", help="watch only NS (repeatable); default all"
+    )
+    run.add_argument("--standalone", action="store_true", help="no peering: act even if another replica runs")
+    run.add_argument("--priority", type=int, default=0, help="peering priority; the highest replica acts")
+    run.add_argument("--peering", default="voiceop", help="name of the KopfPeering object (default voiceop)")
+    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)")
+    run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port (0: off)")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(run=cmd_run)
     return parser
 
 

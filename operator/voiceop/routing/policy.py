@@ -120,7 +120,10 @@ def endpoint_routes(
     listed = [r.name for r in routing.regions if r.name in agent_regions]
     pool = listed if listed else agent_regions
     skip = set(unavailable) if routing.failover else set()
-    usable = [n for n in pool if not regions[n].spec.maintenance and n not in skip]
+    open_regions = [n for n in pool if not regions[n].spec.maintenance]
+    # With no region ready at all there is nothing to fail over to: route as if all were, so
+    # calls go where pods will be (a region in maintenance still takes none).
+    usable = [n for n in open_regions if n not in skip] or open_regions
     if not usable:
         return []
 

@@ -1,0 +1,626 @@
+"""The state of a loopback API server: objects, resource versions, watches, finalizers, GC.
+
+Everything the Kubernetes API promises that an operator relies on, kept in memory:
+- every write bumps one cluster-wide resourceVersion; a stale one in an update is a 409;
+- `metadata.generation` moves only when something outside metadata and status changes;
+- with a status subresource, the main endpoint ignores status and `/status` touches nothing else;
+- custom resources are defaulted and validated from their CRD's schema and CEL rules;
+- deleting an object with finalizers only marks it; it goes when the last finalizer does;
+- a deleted owner takes its dependents with it (ownerReferences, background propagation);
+- watches see ADDED/MODIFIED/DELETED in order from any resourceVersion still in the log, and
+  an older one gets 410 Gone, as from etcd's compacted history.
+Thread-safe: tests call it directly while the HTTP side serves an operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import itertools
+import secrets
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# The generic engine (structural defaults, OpenAPI schema, CEL) that any CRD's schema runs on.
+from voiceop.api.admission import Admission
+from voiceop.apiserver.patching import PatchError, json_patch, merge_patch, server_side_apply
+from voiceop.apiserver.resources import BUILTIN_TYPES, ResourceType, types_from_crd
+from voiceop.apiserver.selectors import SelectorError, parse_field_selector, parse_selector
+
+Obj = dict[str, Any]
+ObjKey = tuple[str, str]  # (namespace or "", name)
+CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+EVENT_LOG_SIZE = 20_000
+
+
+class ApiError(Exception):
+    """An error answer: HTTP code, Kubernetes reason, message, optional field causes."""
+
+    def __init__(
+        self, code: int, reason: str, message: str, causes: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.causes = causes or []
+
+    def status(self) -> Obj:
+        body: Obj = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.causes:
+            body["details"] = {"causes": self.causes}
+        return body
+
+
+def not_found(rtype: ResourceType, name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'{rtype.plural}.{rtype.group or "core"} "{name}" not found')
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    resource_version: int
+    type: str  # ADDED, MODIFIED, DELETED
+    key: tuple[str, str]
+    old: Obj | None
+    new: Obj
+
+
+@dataclass(eq=False)  # identity: each open stream is its own
+class Watch:
+    """One open watch stream; events are put on its queue from any thread."""
+
+    rtype: ResourceType
+    namespace: str | None
+    labels: Callable[[Any], bool]
+    fields: Callable[[Any], bool]
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Obj | None] = field(default_factory=asyncio.Queue)
+
+    def matches(self, obj: Obj | None) -> bool:
+        if obj is None:
+            return False
+        meta = obj.get("metadata", {})
+        if self.namespace and meta.get("namespace") != self.namespace:
+            return False
+        return self.labels(meta.get("labels") or {}) and self.fields(obj)
+
+    def event_for(self, event: WatchEvent) -> Obj | None:
+        """What this watcher sees of an event: objects leaving its selector look deleted."""
+        if event.key != self.rtype.key:
+            return None
+        was, now = self.matches(event.old), self.matches(event.new)
+        if event.type == "DELETED":
+            kind = "DELETED" if was or now else None
+        elif was and now:
+            kind = "MODIFIED"
+        elif now:
+            kind = "ADDED"
+        elif was:
+            kind = "DELETED"
+        else:
+            kind = None
+        if kind is None:
+            return None
+        return {"type": kind, "object": self.rtype_view(event.new)}
+
+    def rtype_view(self, obj: Obj) -> Obj:
+        return {**obj, "apiVersion": self.rtype.api_version}
+
+    def offer(self, message: Obj | None) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
+
+
+class Store:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._types: dict[tuple[str, str, str], ResourceType] = {}
+        self._objects: dict[tuple[str, str], dict[ObjKey, Obj]] = {}
+        self._applied: dict[tuple[tuple[str, str], ObjKey, str], Obj] = {}
+        self._revision = itertools.count(1)
+        self._last_revision = 0
+        self._log: deque[WatchEvent] = deque(maxlen=EVENT_LOG_SIZE)
+        self._watches: set[Watch] = set()
+        self._faults: dict[str, list[tuple[int, int, str | None]]] = {}
+        self.request_counts: dict[str, int] = {}
+        # Stand-ins for controllers (see controllers.py): called after every change, under the lock.
+        self.listeners: list[Callable[[WatchEvent], None]] = []
+        for rtype in BUILTIN_TYPES:
+            self._register(rtype)
+
+    # --- resource types -------------------------------------------------------------------
+
+    def _register(self, rtype: ResourceType) -> None:
+        self._types[(rtype.group, rtype.version, rtype.plural)] = rtype
+        self._objects.setdefault(rtype.key, {})
+
+    def resource_types(self) -> list[ResourceType]:
+        with self._lock:
+            return list(self._types.values())
+
+    def resource_type(self, group: str, version: str, plural: str) -> ResourceType:
+        with self._lock:
+            rtype = self._types.get((group, version, plural))
+        if rtype is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f"the server could not find the requested resource ({group}/{version} {plural})",
+            )
+        return rtype
+
+    def type_of_kind(self, api_version: str, kind: str) -> ResourceType:
+        with self._lock:
+            for rtype in self._types.values():
+                if rtype.api_version == api_version and rtype.kind == kind:
+                    return rtype
+        raise ApiError(404, "NotFound", f"no resource type for {api_version} {kind}")
+
+    # --- faults for tests -----------------------------------------------------------------
+
+    def fail_next(self, verb: str, *, code: int = 409, count: int = 1, plural: str | None = None) -> None:
+        """The next `count` requests with this HTTP verb (and plural) answer `code`."""
+        with self._lock:
+            self._faults.setdefault(verb.upper(), []).append((code, count, plural))
+
+    def take_fault(self, verb: str, plural: str) -> ApiError | None:
+        with self._lock:
+            queue = self._faults.get(verb.upper(), [])
+            for index, (code, count, only) in enumerate(queue):
+                if only is None or only == plural:
+                    if count <= 1:
+                        queue.pop(index)
+                    else:
+                        queue[index] = (code, count - 1, only)
+                    reason = {
+                        409: "Conflict",
+                        500: "InternalError",
+                        503: "ServiceUnavailable",
+                        429: "TooManyRequests",
+                    }
+                    return ApiError(code, reason.get(code, "Unknown"), f"injected {code} for {verb} {plural}")
+        return None
+
+    def drop_watches(self) -> int:
+        """Close every open watch stream, as an API server restart or a load balancer would."""
+        with self._lock:
+            watches = list(self._watches)
+            self._watches.clear()
+        for watch in watches:
+            watch.offer(None)
+        return len(watches)
+
+    def count_request(self, verb: str) -> None:
+        with self._lock:
+            self.request_counts[verb] = self.request_counts.get(verb, 0) + 1
+
+    # --- reads ----------------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> int:
+        return self._last_revision
+
+    def _table(self, rtype: ResourceType) -> dict[ObjKey, Obj]:
+        return self._objects[rtype.key]
+
+    def _ns(self, rtype: ResourceType, namespace: str | None) -> str:
+        if rtype.namespaced and not namespace:
+            raise ApiError(400, "BadRequest", f"{rtype.plural} is namespaced: a namespace is required")
+        return namespace or "" if rtype.namespaced else ""
+
+    def get(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
+        with self._lock:
+            obj = self._table(rtype).get((self._ns(rtype, namespace), name))
+            if obj is None:
+                raise not_found(rtype, name)
+            return {**copy.deepcopy(obj), "apiVersion": rtype.api_version}
+
+    def find(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
+        """The object, or None: a convenience for tests."""
+        rtype = self.type_of_kind(api_version, kind)
+        try:
+            return self.get(rtype, namespace, name)
+        except ApiError:
+            return None
+
+    def list(
+        self,
+        rtype: ResourceType,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[Obj], int]:
+        try:
+            labels = parse_selector(label_selector)
+            fields = parse_field_selector(field_selector)
+        except (SelectorError, ValueError) as error:
+            raise ApiError(400, "BadRequest", str(error)) from None
+        with self._lock:
+            items = [
+                {**copy.deepcopy(obj), "apiVersion": rtype.api_version}
+                for (ns, _), obj in sorted(self._table(rtype).items())
+                if (not namespace or ns == namespace)
+                and labels(obj["metadata"].get("labels") or {})
+                and fields(obj)
+            ]
+            return items, self._last_revision
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def _emit(self, event_type: str, rtype: ResourceType, old: Obj | None, new: Obj) -> None:
+        event = WatchEvent(int(new["metadata"]["resourceVersion"]), event_type, rtype.key, old, new)
+        self._log.append(event)
+        for watch in list(self._watches):
+            message = watch.event_for(event)
+            if message is not None:
+                watch.offer(copy.deepcopy(message))
+        for listener in list(self.listeners):
+            listener(event)
+
+    def _bump(self, obj: Obj) -> None:
+        self._last_revision = next(self._revision)
+        obj["metadata"]["resourceVersion"] = str(self._last_revision)
+
+    def _admit(self, rtype: ResourceType, obj: Obj) -> Obj:
+        """Defaults and validation of a custom resource from its CRD schema, as on a cluster."""
+        if rtype.schema is None:
+            return obj
+        spec_and_more = {k: v for k, v in obj.items() if k != "status"}
+        defaulted, errors = _admission_for(rtype).admit(spec_and_more)
+        if errors:
+            name = obj.get("metadata", {}).get("name", "")
+            causes = [{"reason": "FieldValueInvalid", "message": e.message, "field": e.path} for e in errors]
+            message = f'{rtype.kind} "{name}" is invalid: ' + "; ".join(str(e) for e in errors)
+            raise ApiError(422, "Invalid", message, causes)
+        if "status" in obj:
+            defaulted["status"] = obj["status"]
+        return defaulted
+
+    def create(self, rtype: ResourceType, namespace: str | None, body: Obj) -> Obj:
+        with self._lock:
+            ns = self._ns(rtype, namespace or body.get("metadata", {}).get("namespace"))
+            obj = copy.deepcopy(body)
+            meta = obj.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+            name = meta.get("name")
+            if not name:
+                raise ApiError(422, "Invalid", "metadata.name: Required value")
+            if (ns, name) in self._table(rtype):
+                raise ApiError(409, "AlreadyExists", f'{rtype.plural} "{name}" already exists')
+            if rtype.namespaced and rtype.plural != "events":
+                namespaces = self._objects[("", "namespaces")]
+                if namespaces and ("", ns) not in namespaces:
+                    raise ApiError(404, "NotFound", f'namespaces "{ns}" not found')
+            obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
+            if "status" in rtype.subresources:
+                obj.pop("status", None)
+            obj = self._admit(rtype, obj)
+            meta = obj["metadata"]
+            if rtype.namespaced:
+                meta["namespace"] = ns
+            else:
+                meta.pop("namespace", None)
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso(), generation=1)
+            meta.pop("deletionTimestamp", None)
+            self._bump(obj)
+            self._table(rtype)[(ns, name)] = obj
+            if rtype.key == CRD_KEY:
+                self._served_crd(obj)
+            self._emit("ADDED", rtype, None, obj)
+            return {**copy.deepcopy(obj), "apiVersion": rtype.api_version}
+
+    def _served_crd(self, crd: Obj) -> None:
+        for served in types_from_crd(crd):
+            self._register(served)
+        crd["status"] = {
+            "conditions": [
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "message": "",
+                    "lastTransitionTime": now_iso(),
+                },
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "message": "",
+                    "lastTransitionTime": now_iso(),
+                },
+            ],
+            "acceptedNames": crd["spec"]["names"],
+            "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")],
+        }
+
+    def _store_update(
+        self, rtype: ResourceType, key: ObjKey, old: Obj, new: Obj, subresource: str | None
+    ) -> Obj:
+        """Common tail of PUT and PATCH: subresource isolation, identity, generation, finalizers."""
+        if subresource == "status":
+            candidate = copy.deepcopy(old)
+            if "status" in new:
+                candidate["status"] = new["status"]
+            else:
+                candidate.pop("status", None)
+            new = candidate
+        else:
+            if "status" in rtype.subresources:
+                new = {k: v for k, v in new.items() if k != "status"}
+                if "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+            new = self._admit(rtype, new)
+        meta = new.setdefault("metadata", {})
+        old_meta = old["metadata"]
+        sent_version = meta.get("resourceVersion")
+        if sent_version and sent_version != old_meta["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {rtype.plural} "{key[1]}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+            )
+        for immutable in ("uid", "creationTimestamp", "name", "namespace", "generation", "resourceVersion"):
+            if immutable in old_meta:
+                meta[immutable] = old_meta[immutable]
+            else:
+                meta.pop(immutable, None)
+        if "deletionTimestamp" in old_meta:
+            meta["deletionTimestamp"] = old_meta["deletionTimestamp"]
+        new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
+        if new == old:
+            return {**copy.deepcopy(old), "apiVersion": rtype.api_version}  # a no-op write
+        if _without(new, "metadata", "status") != _without(old, "metadata", "status"):
+            meta["generation"] = old_meta.get("generation", 1) + 1
+        if "deletionTimestamp" in meta and not meta.get("finalizers"):
+            self._remove(rtype, key)
+            return new
+        self._bump(new)
+        self._table(rtype)[key] = new
+        self._emit("MODIFIED", rtype, old, new)
+        return {**copy.deepcopy(new), "apiVersion": rtype.api_version}
+
+    def replace(
+        self, rtype: ResourceType, namespace: str | None, name: str, body: Obj, subresource: str | None = None
+    ) -> Obj:
+        with self._lock:
+            key = (self._ns(rtype, namespace), name)
+            old = self._table(rtype).get(key)
+            if old is None:
+                raise not_found(rtype, name)
+            if subresource == "scale":
+                return self._write_scale(rtype, key, old, body)
+            return self._store_update(rtype, key, old, copy.deepcopy(body), subresource)
+
+    def patch(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        content_type: str,
+        body: Any,
+        *,
+        subresource: str | None = None,
+        field_manager: str | None = None,
+    ) -> Obj:
+        with self._lock:
+            key = (self._ns(rtype, namespace), name)
+            old = self._table(rtype).get(key)
+            is_apply = content_type.startswith("application/apply-patch")
+            if old is None and not is_apply:
+                raise not_found(rtype, name)
+            try:
+                if is_apply:
+                    if not field_manager:
+                        raise ApiError(422, "Invalid", "fieldManager is required for apply")
+                    previous = self._applied.get((rtype.key, key, field_manager))
+                    self._applied[(rtype.key, key, field_manager)] = copy.deepcopy(body)
+                    if old is None:
+                        return self.create(rtype, namespace, body)
+                    new = server_side_apply(old, body, previous)
+                elif content_type.startswith("application/json-patch"):
+                    new = json_patch(old, body)
+                else:  # merge-patch and strategic-merge-patch
+                    new = merge_patch(old, body)
+            except PatchError as error:
+                raise ApiError(
+                    409 if error.conflict else 422, "Conflict" if error.conflict else "Invalid", str(error)
+                ) from None
+            if subresource == "scale":
+                return self._write_scale(rtype, key, old, new)
+            return self._store_update(rtype, key, old, new, subresource)
+
+    # --- scale subresource ----------------------------------------------------------------
+
+    def scale(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
+        obj = self.get(rtype, namespace, name)
+        return _scale_view(rtype, obj)
+
+    def _write_scale(self, rtype: ResourceType, key: ObjKey, old: Obj, body: Obj) -> Obj:
+        replicas = (body.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise ApiError(422, "Invalid", "spec.replicas: must be a non-negative integer")
+        new = copy.deepcopy(old)
+        _set_path(new, rtype.spec_replicas_path, replicas)
+        stored = self._store_update(rtype, key, old, new, None)
+        return _scale_view(rtype, stored)
+
+    # --- deletion and garbage collection --------------------------------------------------
+
+    def delete(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
+        with self._lock:
+            key = (self._ns(rtype, namespace), name)
+            obj = self._table(rtype).get(key)
+            if obj is None:
+                raise not_found(rtype, name)
+            if obj["metadata"].get("finalizers"):
+                if "deletionTimestamp" not in obj["metadata"]:
+                    new = copy.deepcopy(obj)
+                    new["metadata"]["deletionTimestamp"] = now_iso()
+                    new["metadata"]["deletionGracePeriodSeconds"] = 0
+                    new["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
+                    self._bump(new)
+                    self._table(rtype)[key] = new
+                    self._emit("MODIFIED", rtype, obj, new)
+                    obj = new
+                return {**copy.deepcopy(obj), "apiVersion": rtype.api_version}
+            self._remove(rtype, key)
+            return {**copy.deepcopy(obj), "apiVersion": rtype.api_version}
+
+    def _remove(self, rtype: ResourceType, key: ObjKey) -> None:
+        obj = self._table(rtype).pop(key)
+        for applied_key in [k for k in self._applied if k[0] == rtype.key and k[1] == key]:
+            del self._applied[applied_key]
+        self._bump(obj)
+        self._emit("DELETED", rtype, obj, obj)
+        if rtype.key == CRD_KEY:
+            self._unserve_crd(obj)
+        if rtype.key == ("", "namespaces"):
+            self._delete_namespace_contents(key[1])
+        self._collect_dependents(obj["metadata"]["uid"])
+
+    def _unserve_crd(self, crd: Obj) -> None:
+        for served in types_from_crd(crd):
+            for key in list(self._objects.get(served.key, {})):
+                if key in self._objects[served.key]:
+                    self._remove(served, key)
+            self._types.pop((served.group, served.version, served.plural), None)
+
+    def _delete_namespace_contents(self, namespace: str) -> None:
+        for rtype in list(self._types.values()):
+            if rtype.namespaced:
+                for key in [k for k in self._table(rtype) if k[0] == namespace]:
+                    if key in self._table(rtype):
+                        self.delete(rtype, namespace, key[1])
+
+    def _collect_dependents(self, owner_uid: str) -> None:
+        """Background cascading deletion: dependents whose last owner is gone are deleted."""
+        for rtype in self._unique_types():
+            for key, obj in list(self._table(rtype).items()):
+                references = obj["metadata"].get("ownerReferences") or []
+                if not any(ref.get("uid") == owner_uid for ref in references):
+                    continue
+                remaining = [ref for ref in references if ref.get("uid") != owner_uid]
+                if remaining:
+                    new = copy.deepcopy(obj)
+                    new["metadata"]["ownerReferences"] = remaining
+                    self._bump(new)
+                    self._table(rtype)[key] = new
+                    self._emit("MODIFIED", rtype, obj, new)
+                elif key in self._table(rtype):
+                    self.delete(rtype, key[0] or None, key[1])
+
+    def _unique_types(self) -> Iterable[ResourceType]:
+        seen: dict[tuple[str, str], ResourceType] = {}
+        for rtype in self._types.values():
+            seen.setdefault(rtype.key, rtype)
+        return list(seen.values())
+
+    # --- watches --------------------------------------------------------------------------
+
+    def open_watch(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        since: str | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Watch:
+        try:
+            watch = Watch(
+                rtype, namespace, parse_selector(label_selector), parse_field_selector(field_selector), loop
+            )
+        except (SelectorError, ValueError) as error:
+            raise ApiError(400, "BadRequest", str(error)) from None
+        with self._lock:
+            if since in (None, "", "0"):
+                for (ns, _), obj in sorted(self._table(rtype).items()):
+                    if watch.matches(obj):
+                        watch.queue.put_nowait(
+                            {"type": "ADDED", "object": watch.rtype_view(copy.deepcopy(obj))}
+                        )
+            else:
+                revision = int(since)
+                oldest = self._log[0].resource_version if self._log else self._last_revision + 1
+                if revision < oldest - 1 and revision < self._last_revision:
+                    raise ApiError(410, "Expired", f"too old resource version: {revision} ({oldest - 1})")
+                for event in self._log:
+                    if event.resource_version > revision:
+                        message = watch.event_for(event)
+                        if message is not None:
+                            watch.queue.put_nowait(copy.deepcopy(message))
+            self._watches.add(watch)
+            return watch
+
+    def close_watch(self, watch: Watch) -> None:
+        with self._lock:
+            self._watches.discard(watch)
+
+
+_ADMISSIONS: dict[int, Admission] = {}
+
+
+def _admission_for(rtype: ResourceType) -> Admission:
+    cached = _ADMISSIONS.get(id(rtype.schema))
+    if cached is None:
+        cached = _ADMISSIONS[id(rtype.schema)] = Admission(rtype.schema or {})
+    return cached
+
+
+def _without(obj: Obj, *keys: str) -> Obj:
+    return {k: v for k, v in obj.items() if k not in keys}
+
+
+def _get_path(obj: Obj, path: str) -> Any:
+    node: Any = obj
+    for part in path.strip(".").split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _set_path(obj: Obj, path: str, value: Any) -> None:
+    parts = path.strip(".").split(".")
+    node = obj
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _scale_view(rtype: ResourceType, obj: Obj) -> Obj:
+    status: Obj = {"replicas": _get_path(obj, rtype.status_replicas_path) or 0}
+    if rtype.label_selector_path:
+        selector = _get_path(obj, rtype.label_selector_path)
+        if rtype.key == ("apps", "deployments"):
+            labels = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+            selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        if selector:
+            status["selector"] = selector
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: obj["metadata"][k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in obj["metadata"]
+        },
+        "spec": {"replicas": _get_path(obj, rtype.spec_replicas_path) or 0},
+        "status": status,
+    }

@@ -1,0 +1,1 @@
+"""The live operator: cache of what was seen, reconciliation, backend probes."""

@@ -1,0 +1,141 @@
+"""What the operator has seen of the cluster, fed by kopf's watch events.
+
+Reconciliation reads from here, never from the API: a resync of an unchanged world costs no
+request at all. voiceop objects are parsed (admitted, typed) once per resourceVersion; one that
+does not parse is kept with its errors, so its status can say why.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from voiceop.api import FieldError, InvalidObject, parse_object
+from voiceop.api.base import CustomResource
+from voiceop.api.v1alpha1 import AIBackend, Region, VoiceAgent, VoiceEndpoint
+from voiceop.inventory import Inventory
+from voiceop.render.metadata import AGENT_LABEL, MANAGED_BY
+
+Raw = dict[str, Any]
+VOICEOP_KINDS = ("Region", "AIBackend", "VoiceAgent", "VoiceEndpoint")
+CHILD_KINDS = (
+    "Deployment",
+    "Service",
+    "ConfigMap",
+    "PodDisruptionBudget",
+    "HorizontalPodAutoscaler",
+    "ScaledObject",
+)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One voiceop object as last seen: raw, and parsed or refused."""
+
+    raw: Raw
+    resource: CustomResource | None
+    errors: tuple[FieldError, ...] = ()
+
+    @property
+    def namespace(self) -> str:
+        return str(self.raw["metadata"].get("namespace") or "")
+
+    @property
+    def name(self) -> str:
+        return str(self.raw["metadata"]["name"])
+
+
+def _key(raw: Raw) -> tuple[str, str]:
+    meta = raw["metadata"]
+    return (meta.get("namespace") or "", meta["name"])
+
+
+@dataclass
+class ClusterCache:
+    objects: dict[str, dict[tuple[str, str], Seen]] = field(default_factory=lambda: defaultdict(dict))
+    children: dict[str, dict[tuple[str, str], Raw]] = field(default_factory=lambda: defaultdict(dict))
+
+    # --- feeding --------------------------------------------------------------------------
+
+    def upsert(self, raw: Raw) -> None:
+        kind = raw["kind"]
+        if kind in VOICEOP_KINDS:
+            key = _key(raw)
+            previous = self.objects[kind].get(key)
+            if previous is not None and previous.raw["metadata"].get("resourceVersion") == raw[
+                "metadata"
+            ].get("resourceVersion"):
+                return
+            try:
+                self.objects[kind][key] = Seen(raw, parse_object(raw))
+            except InvalidObject as invalid:
+                self.objects[kind][key] = Seen(raw, None, tuple(invalid.errors))
+        elif kind in CHILD_KINDS:
+            self.children[kind][_key(raw)] = raw
+
+    def remove(self, raw: Raw) -> None:
+        kind = raw["kind"]
+        table = self.objects if kind in VOICEOP_KINDS else self.children
+        table[kind].pop(_key(raw), None)  # type: ignore[attr-defined]
+
+    # --- reading --------------------------------------------------------------------------
+
+    def seen(self, kind: str, namespace: str, name: str) -> Seen | None:
+        return self.objects[kind].get((namespace, name))
+
+    def valid(self, kind: str) -> Iterable[CustomResource]:
+        return (s.resource for s in self.objects[kind].values() if s.resource is not None)
+
+    def regions(self) -> dict[str, Region]:
+        return {r.name: r for r in self.valid("Region")}  # type: ignore[misc]
+
+    def backends(self, namespace: str) -> dict[str, AIBackend]:
+        return {b.name: b for b in self.valid("AIBackend") if b.namespace == namespace}  # type: ignore[misc]
+
+    def agents(self, namespace: str | None = None) -> dict[tuple[str, str], VoiceAgent]:
+        return {
+            (a.namespace, a.name): a  # type: ignore[misc]
+            for a in self.valid("VoiceAgent")
+            if namespace is None or a.namespace == namespace
+        }
+
+    def endpoints(self, namespace: str) -> list[VoiceEndpoint]:
+        return sorted(
+            (e for e in self.valid("VoiceEndpoint") if e.namespace == namespace),  # type: ignore[misc]
+            key=lambda e: e.name,
+        )
+
+    def endpoint_seen(self, namespace: str) -> list[Seen]:
+        return sorted(
+            (s for (ns, _), s in self.objects["VoiceEndpoint"].items() if ns == namespace),
+            key=lambda s: s.name,
+        )
+
+    def children_of(self, namespace: str, agent: str) -> dict[tuple[str, str], Raw]:
+        """Children labelled with the agent, by (kind, name)."""
+        found = {}
+        for kind, table in self.children.items():
+            for (ns, name), raw in table.items():
+                labels = raw["metadata"].get("labels") or {}
+                if (
+                    ns == namespace
+                    and labels.get(AGENT_LABEL) == agent
+                    and labels.get(MANAGED_BY) == "voiceop"
+                ):
+                    found[(kind, name)] = raw
+        return found
+
+    def child(self, kind: str, namespace: str, name: str) -> Raw | None:
+        return self.children[kind].get((namespace, name))
+
+    def inventory(self, namespace: str) -> Inventory:
+        inventory = Inventory(regions=self.regions())
+        inventory.backends[namespace] = self.backends(namespace)
+        inventory.agents[namespace] = {name: a for (_, name), a in self.agents(namespace).items()}
+        inventory.endpoints[namespace] = {e.name: e for e in self.endpoints(namespace)}
+        return inventory
+
+    def namespaces_using_agent_routes(self) -> set[str]:
+        return {ns for (ns, _) in self.objects["VoiceEndpoint"]}

@@ -1,0 +1,240 @@
+"""The one module that talks to the Kubernetes API: get, list, apply, patch status, delete.
+
+A small async client over aiohttp (kopf's own transport), built from the ConnectionInfo kopf
+logs in with, so kubeconfig and in-cluster credentials work the same. Every request is counted
+by verb and code in the operator's metrics; 409 conflicts and 429/5xx answers are retried here,
+in one place, with a short backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import ssl
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from voiceop import metrics
+
+FIELD_MANAGER = "voiceop"
+RETRIED_CODES = frozenset({409, 429, 500, 502, 503, 504})
+RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+        group_version = self.api_version
+        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if sub:
+            base += f"/{sub}"
+        return base
+
+
+KINDS: dict[str, Kind] = {
+    k.kind: k
+    for k in (
+        Kind("v1", "ConfigMap", "configmaps"),
+        Kind("v1", "Service", "services"),
+        Kind("v1", "Pod", "pods"),
+        Kind("v1", "Event", "events"),
+        Kind("apps/v1", "Deployment", "deployments"),
+        Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+        Kind("voiceop.dev/v1alpha1", "Region", "regions", namespaced=False),
+        Kind("voiceop.dev/v1alpha1", "AIBackend", "aibackends"),
+        Kind("voiceop.dev/v1alpha1", "VoiceAgent", "voiceagents"),
+        Kind("voiceop.dev/v1alpha1", "VoiceEndpoint", "voiceendpoints"),
+    )
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _ssl_context(info: Any) -> ssl.SSLContext | bool:
+    """From kopf's ConnectionInfo: CA, client certificate, or no verification if asked."""
+    if not str(info.server).startswith("https"):
+        return False
+    context = ssl.create_default_context()
+    if info.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if info.ca_path:
+        context.load_verify_locations(cafile=info.ca_path)
+    elif info.ca_data:
+        data = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
+        if "BEGIN CERTIFICATE" not in data:
+            data = base64.b64decode(data).decode()
+        context.load_verify_locations(cadata=data)
+    certificate, key = info.certificate_path, info.private_key_path
+    if info.certificate_data and info.private_key_data:
+        # ssl wants files: write them where only this process can read them.
+        directory = tempfile.mkdtemp(prefix="voiceop-")
+        certificate, key = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
+        for path, value in ((certificate, info.certificate_data), (key, info.private_key_data)):
+            raw = value if isinstance(value, bytes) else value.encode()
+            if b"-----BEGIN" not in raw:
+                raw = base64.b64decode(raw)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as stream:
+                stream.write(raw)
+    if certificate and key:
+        context.load_cert_chain(certificate, key)
+    return context
+
+
+class KubeClient:
+    def __init__(
+        self, server: str, *, token: str | None = None, ssl_context: ssl.SSLContext | bool = False
+    ) -> None:
+        self.server = server.rstrip("/")
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._headers = headers
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_connection_info(cls, info: Any) -> KubeClient:
+        return cls(info.server, token=info.token, ssl_context=_ssl_context(info))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=32)
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        verb: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        retry: bool = True,
+    ) -> Any:
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else {}
+        delays = list(RETRY_DELAYS) if retry else []
+        while True:
+            started = time.perf_counter()
+            try:
+                async with self._client().request(
+                    method, self.server + path, params=params, data=data, headers=headers
+                ) as response:
+                    text = await response.text()
+                    code = response.status
+            except (aiohttp.ClientError, TimeoutError) as error:
+                metrics.API_REQUESTS.labels(verb=verb, code="error").inc()
+                if not delays:
+                    raise ApiError(0, f"{method} {path}: {error}") from error
+                await asyncio.sleep(delays.pop(0))
+                continue
+            metrics.API_REQUESTS.labels(verb=verb, code=str(code)).inc()
+            metrics.API_LATENCY.labels(verb=verb).observe(time.perf_counter() - started)
+            if code < 400:
+                return json.loads(text) if text else None
+            if code in RETRIED_CODES and delays:
+                await asyncio.sleep(delays.pop(0))
+                continue
+            try:
+                message = json.loads(text).get("message", text)
+            except ValueError:
+                message = text
+            raise ApiError(code, message)
+
+    # --- verbs ----------------------------------------------------------------------------
+
+    async def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", kind.path(namespace, name), verb="get")  # type: ignore[no-any-return]
+        except ApiError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    async def list(
+        self, kind: Kind, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        result = await self.request("GET", kind.path(namespace), verb="list", params=params)
+        return list(result.get("items", []))
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with voiceop's field manager, taking over what others changed."""
+        kind = KINDS[obj["kind"]]
+        meta = obj["metadata"]
+        return await self.request(  # type: ignore[no-any-return]
+            "PATCH",
+            kind.path(meta.get("namespace"), meta["name"]),
+            verb="apply",
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def patch_status(
+        self, kind: Kind, namespace: str | None, name: str, status: dict[str, Any]
+    ) -> None:
+        await self.request(
+            "PATCH",
+            kind.path(namespace, name, "status"),
+            verb="patch_status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    async def patch(
+        self, kind: Kind, namespace: str | None, name: str, patch: dict[str, Any], sub: str | None = None
+    ) -> Any:
+        return await self.request(
+            "PATCH",
+            kind.path(namespace, name, sub),
+            verb="patch",
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+
+    async def delete(self, kind: Kind, namespace: str | None, name: str) -> None:
+        try:
+            await self.request(
+                "DELETE",
+                kind.path(namespace, name),
+                verb="delete",
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+            )
+        except ApiError as error:
+            if error.code != 404:
+                raise

@@ -1,0 +1,67 @@
+"""`voiceop run`: the operator process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+
+import kopf
+from prometheus_client import start_http_server
+
+from voiceop.controller.runtime import OperatorRuntime
+from voiceop.handlers import build_registry
+
+
+def run_operator(
+    *,
+    namespaces: Sequence[str] = (),
+    standalone: bool = False,
+    priority: int = 0,
+    peering: str = "voiceop",
+    liveness_endpoint: str | None = None,
+    runtime: OperatorRuntime | None = None,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+) -> None:
+    """Run until stopped: all namespaces, or only `namespaces`; with peering unless standalone."""
+    runtime = runtime or OperatorRuntime()
+    registry = build_registry(runtime)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            standalone=standalone,
+            priority=priority,
+            peering_name=None if standalone else peering,  # a name makes peering mandatory
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            liveness_endpoint=liveness_endpoint,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    )
+
+
+def main(
+    namespaces: Sequence[str],
+    standalone: bool,
+    priority: int,
+    peering: str,
+    metrics_port: int,
+    health_port: int,
+    verbose: bool,
+) -> int:
+    kopf.configure(verbose=verbose)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if metrics_port:
+        start_http_server(metrics_port)
+    liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
+    run_operator(
+        namespaces=namespaces,
+        standalone=standalone,
+        priority=priority,
+        peering=peering,
+        liveness_endpoint=liveness,
+    )
+    return 0
