@@ -552,7 +552,7 @@ class Store:
             raise ApiError(400, "BadRequest", str(error)) from None
         with self._lock:
             if since in (None, "", "0"):
-                for (ns, _), obj in sorted(self._table(rtype).items()):
+                for _, obj in sorted(self._table(rtype).items()):
                     if watch.matches(obj):
                         watch.queue.put_nowait(
                             {"type": "ADDED", "object": watch.rtype_view(copy.deepcopy(obj))}

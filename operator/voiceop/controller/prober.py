@@ -178,9 +178,9 @@ class BackendProber:
     async def _unprobed(self, seen: Seen) -> None:
         """A backend without a health check is taken as available, and says so once."""
         live = dict(seen.raw.get("status") or {})
-        if any(c.get("type") == "Available" for c in live.get("conditions") or []):
-            if live.get("observedGeneration") == seen.raw["metadata"].get("generation"):
-                return
+        said = any(c.get("type") == "Available" for c in live.get("conditions") or [])
+        if said and live.get("observedGeneration") == seen.raw["metadata"].get("generation"):
+            return
         generation = seen.raw["metadata"].get("generation")
         condition = Cond("Available", "True", "NotProbed", "no healthCheck: assumed available")
         status = {
