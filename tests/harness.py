@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import kopf
@@ -31,14 +31,13 @@ class Cluster:
         self.deployments = DeploymentController(self.store)
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        probe = ((obj.get("spec") or {}).get("healthCheck") or {}).get("url", "")
+        assert not probe or probe.startswith("http://127.0.0.1:"), f"tests probe loopback only, not {probe}"
         return self.server.apply(obj)
 
-    def apply_path(self, path: Path | str) -> None:
-        documents, errors = read_manifests([str(path)])
-        assert not errors
-        # Namespaces first, then the rest, as `kubectl apply` users order them.
-        for document in sorted(documents, key=lambda d: d.obj["kind"] != "Namespace"):
-            self.apply(document.obj)
+    def apply_all(self, objects: list[dict[str, Any]]) -> None:
+        for obj in objects:
+            self.apply(obj)
 
     def get(
         self, kind: str, namespace: str | None, name: str, api_version: str = API
@@ -109,6 +108,8 @@ def running_operator(cluster: Cluster, **options: Any) -> Iterator[OperatorRunti
     assert ready.wait(15), "operator did not start"
     if failure:
         raise failure[0]
+    watched = ("regions", "aibackends", "voiceagents", "voiceendpoints", "deployments", "configmaps")
+    wait_for(lambda: all(cluster.store.watch_count(p) for p in watched), what="operator watching")
     try:
         yield runtime
     finally:
@@ -117,3 +118,68 @@ def running_operator(cluster: Cluster, **options: Any) -> Iterator[OperatorRunti
         assert not thread.is_alive(), "operator did not stop"
         if failure:
             raise failure[0]
+
+
+class ProbeTarget:
+    """An HTTP health endpoint on 127.0.0.1 that a test makes healthy, slow or down."""
+
+    def __init__(self) -> None:
+        from aiohttp import web
+
+        self.mode = "healthy"
+        self.delay_s = 0.0
+        self.hits = 0
+        self._server: Any = None
+
+        async def health(request: web.Request) -> web.Response:
+            self.hits += 1
+            if self.mode == "slow":
+                await asyncio.sleep(self.delay_s)
+            if self.mode == "down":
+                return web.Response(status=503, text="down")
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/{name}/healthz", health)
+        self._app = app
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ProbeTarget:
+        from aiohttp import web
+
+        self._thread.start()
+
+        async def start() -> int:
+            runner = web.AppRunner(self._app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self._server = runner
+            return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]  # noqa: SLF001
+
+        self.port = asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
+        return self
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}/healthz"
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._server.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+def loopback_examples(probe: ProbeTarget) -> list[dict[str, Any]]:
+    """The examples, with every health check pointed at `probe` (tests reach only loopback)."""
+    from conftest import EXAMPLES
+
+    documents, errors = read_manifests([str(EXAMPLES)])
+    assert not errors
+    objects = []
+    for document in sorted(documents, key=lambda d: d.obj["kind"] != "Namespace"):
+        obj = document.obj
+        if obj["kind"] == "AIBackend" and "healthCheck" in obj["spec"]:
+            obj["spec"]["healthCheck"] = {"url": probe.url(obj["metadata"]["name"]), "intervalSeconds": 1, "timeoutMs": 500}
+        objects.append(obj)
+    return objects

@@ -1,16 +1,44 @@
-"""The real operator against the loopback API server: children, status, failover, healing."""
+"""The real operator (kopf, HTTP, watches) against the loopback API server.
+
+Every AIBackend health check points at a ProbeTarget on 127.0.0.1 that the test makes healthy,
+slow or down; no test traffic leaves the machine.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from conftest import EXAMPLES
-from harness import Cluster, condition, loopback_cluster, running_operator, wait_for
+from harness import (
+    Cluster,
+    ProbeTarget,
+    condition,
+    loopback_cluster,
+    loopback_examples,
+    running_operator,
+    wait_for,
+)
+from voiceop.controller.runtime import OperatorRuntime
 
 NS = "contact-center"
+AGENT_KINDS = (
+    ("Deployment", "apps/v1"),
+    ("Service", "v1"),
+    ("PodDisruptionBudget", "policy/v1"),
+    ("ConfigMap", "v1"),
+    ("HorizontalPodAutoscaler", "autoscaling/v2"),
+)
+
+
+@pytest.fixture
+def probe() -> Iterator[ProbeTarget]:
+    with ProbeTarget() as target:
+        yield target
 
 
 @pytest.fixture
@@ -20,18 +48,63 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def operator(cluster: Cluster) -> Iterator[object]:
+def operator(cluster: Cluster) -> Iterator[OperatorRuntime]:
     with running_operator(cluster) as runtime:
         yield runtime
 
 
-def agent_ready(cluster: Cluster, name: str) -> bool:
-    return condition(cluster.get("VoiceAgent", NS, name), "Ready").get("status") == "True"
+@pytest.fixture
+def examples(probe: ProbeTarget) -> list[dict[str, Any]]:
+    return loopback_examples(probe)
 
 
-def test_examples_become_children_and_ready_agents(cluster: Cluster, operator: object) -> None:
-    cluster.apply_path(EXAMPLES)
-    wait_for(lambda: agent_ready(cluster, "billing") and agent_ready(cluster, "support"), what="agents Ready")
+def example(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return copy.deepcopy(next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name))
+
+
+def agent(cluster: Cluster, name: str) -> dict[str, Any] | None:
+    return cluster.get("VoiceAgent", NS, name)
+
+
+def is_ready(cluster: Cluster, name: str) -> bool:
+    """Ready, and done rolling out: what `kubectl wait --for=condition=Ready` plus a settled rollout mean."""
+    obj = agent(cluster, name)
+    return condition(obj, "Ready").get("status") == "True" and condition(obj, "Progressing").get("status") == "False"
+
+
+def converged(runtime: OperatorRuntime) -> bool:
+    assert runtime.reconciler is not None
+    return runtime.reconciler.idle
+
+
+def all_children(cluster: Cluster, name: str) -> dict[tuple[str, str], dict[str, Any]]:
+    found = {}
+    for kind, api_version in AGENT_KINDS:
+        for child_name, obj in cluster.children(kind, NS, api_version, name).items():
+            found[(kind, child_name)] = obj
+    return found
+
+
+def settle(runtime: OperatorRuntime, seconds: float = 0.3) -> None:
+    """Wait until the reconcile queue has been empty for `seconds`."""
+    quiet_since = None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if converged(runtime):
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= seconds:
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.02)
+    raise AssertionError("operator did not settle")
+
+
+def test_examples_become_children_and_ready_agents(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing") and is_ready(cluster, "support"), what="agents Ready")
     deployments = cluster.children("Deployment", NS, "apps/v1", "billing")
     assert set(deployments) == {"billing-eu-west", "billing-us-east", "billing-ap-southeast"}
     assert set(cluster.children("Service", NS, "v1", "billing")) == set(deployments)
@@ -40,29 +113,273 @@ def test_examples_become_children_and_ready_agents(cluster: Cluster, operator: o
         "support-us-east",
         "support-eu-west",
     }
-    owner = deployments["billing-eu-west"]["metadata"]["ownerReferences"][0]
-    assert (
-        owner["kind"] == "VoiceAgent"
-        and owner["uid"] == cluster.get("VoiceAgent", NS, "billing")["metadata"]["uid"]
-    )
-    agent = cluster.get("VoiceAgent", NS, "billing")
-    status = agent["status"]
-    assert status["observedGeneration"] == agent["metadata"]["generation"]
+    billing = agent(cluster, "billing")
+    assert billing is not None
+    for child in all_children(cluster, "billing").values():
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert owner["kind"] == "VoiceAgent" and owner["uid"] == billing["metadata"]["uid"]
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "voiceop"
+    status = billing["status"]
+    assert status["observedGeneration"] == billing["metadata"]["generation"]
     assert status["activeBackend"] == "openai-realtime"
     assert status["selector"] == "voiceop.dev/agent=billing"
-    assert {r["name"]: r["readyReplicas"] for r in status["regions"]} == {
-        "eu-west": 1,
-        "us-east": 1,
-        "ap-southeast": 1,
-    }
-    assert condition(agent, "BackendAvailable")["status"] == "True"
+    assert {r["name"]: r["readyReplicas"] for r in status["regions"]} == {"eu-west": 1, "us-east": 1, "ap-southeast": 1}
+    assert condition(billing, "BackendAvailable")["status"] == "True"
+    assert condition(billing, "Progressing")["status"] == "False"
+    assert condition(billing, "Degraded")["status"] == "False"
+
     routes = wait_for(lambda: cluster.get("ConfigMap", NS, "voiceop-routes", "v1"), what="routes ConfigMap")
     table = json.loads(routes["data"]["routes.json"])
     assert [e["endpoint"] for e in table["endpoints"]] == ["billing-lines", "support-web"]
     endpoint = wait_for(
-        lambda: (
-            condition(cluster.get("VoiceEndpoint", NS, "billing-lines"), "Ready").get("status") == "True"
-            and cluster.get("VoiceEndpoint", NS, "billing-lines")
-        )
+        lambda: condition(cluster.get("VoiceEndpoint", NS, "billing-lines"), "Ready").get("status") == "True"
+        and cluster.get("VoiceEndpoint", NS, "billing-lines"),
+        what="endpoint Ready",
     )
     assert endpoint["status"]["routes"][-1]["match"] == {"callerCountry": "*"}
+    region = wait_for(
+        lambda: ((cluster.get("Region", None, "eu-west") or {}).get("status") or {}).get("mediaPods") == 2
+        and cluster.get("Region", None, "eu-west"),
+        what="Region status",
+    )
+    assert condition(region, "Ready")["status"] == "True"
+    backend = wait_for(
+        lambda: condition(cluster.get("AIBackend", NS, "openai-realtime"), "Available").get("status") == "True"
+        and cluster.get("AIBackend", NS, "openai-realtime"),
+        what="AIBackend Available",
+    )
+    assert backend["status"]["probeLatencyMs"]["p95"] >= 0
+
+
+def test_changing_a_backend_changes_only_the_runtime_configmap(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
+    settle(operator)
+    before = {key: obj["metadata"]["resourceVersion"] for key, obj in all_children(cluster, "billing").items()}
+    backend = example(examples, "AIBackend", "openai-realtime")
+    backend["spec"]["model"] = "gpt-realtime-2"
+    cluster.apply(backend)
+    wait_for(
+        lambda: "gpt-realtime-2" in cluster.get("ConfigMap", NS, "billing-runtime", "v1")["data"]["runtime.json"],
+        what="ConfigMap updated",
+    )
+    settle(operator)
+    after = {key: obj["metadata"]["resourceVersion"] for key, obj in all_children(cluster, "billing").items()}
+    changed = {key for key in before if before[key] != after.get(key)}
+    assert changed == {("ConfigMap", "billing-runtime")}
+
+
+def test_removing_a_region_deletes_its_children(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
+    billing = example(examples, "VoiceAgent", "billing")
+    billing["spec"]["regions"] = [r for r in billing["spec"]["regions"] if r["name"] != "ap-southeast"]
+    cluster.apply(billing)
+    wait_for(
+        lambda: not any(name.endswith("ap-southeast") for _, name in all_children(cluster, "billing")),
+        what="ap-southeast children gone",
+    )
+    kinds = {kind for kind, _ in all_children(cluster, "billing")}
+    assert kinds == {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap"}
+    routes = json.loads(cluster.get("ConfigMap", NS, "voiceop-routes", "v1")["data"]["routes.json"])
+    wait_for(
+        lambda: "ap-southeast"
+        not in json.loads(cluster.get("ConfigMap", NS, "voiceop-routes", "v1")["data"]["routes.json"]).__str__(),
+        what="routes without ap-southeast",
+    )
+    assert routes
+
+
+def test_deleting_the_agent_deletes_everything_it_owned(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
+    assert len(all_children(cluster, "billing")) == 10
+    cluster.delete("VoiceAgent", NS, "billing")
+    wait_for(lambda: not all_children(cluster, "billing"), what="children collected")
+    endpoint = wait_for(
+        lambda: condition(cluster.get("VoiceEndpoint", NS, "billing-lines"), "Ready").get("reason") == "MissingReference"
+        and cluster.get("VoiceEndpoint", NS, "billing-lines"),
+        what="endpoint MissingReference",
+    )
+    assert "VoiceAgent contact-center/billing not found" in condition(endpoint, "Ready")["message"]
+
+
+def test_missing_reference_is_reported_then_heals(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    without_apac = [o for o in examples if not (o["kind"] == "Region" and o["metadata"]["name"] == "ap-southeast")]
+    cluster.apply_all(without_apac)
+    ready = wait_for(
+        lambda: condition(agent(cluster, "billing"), "Ready").get("reason") == "MissingReference"
+        and condition(agent(cluster, "billing"), "Ready"),
+        what="MissingReference",
+    )
+    assert ready["status"] == "False"
+    assert "spec.regions[2].name: Region 'ap-southeast' not found" in ready["message"]
+    assert not cluster.children("Deployment", NS, "apps/v1", "billing"), "nothing half-made"
+    wait_for(lambda: any(e["reason"] == "MissingReference" for e in cluster.events(NS, "billing")), what="event")
+    assert is_ready(cluster, "support") or wait_for(lambda: is_ready(cluster, "support"))
+    cluster.apply(example(examples, "Region", "ap-southeast"))
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing healed")
+    assert len(cluster.children("Deployment", NS, "apps/v1", "billing")) == 3
+
+
+def test_bad_object_gets_a_condition_and_an_event_and_the_operator_lives_on(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
+    bad = example(examples, "VoiceAgent", "billing")
+    bad["metadata"]["name"] = "broken"
+    # Passes the CRD schema (the API server admits it) but is no possible phone number.
+    bad["spec"]["fallback"]["humanHandoff"] = {"phoneNumber": "+1202555014399"}
+    cluster.apply(bad)
+    ready = wait_for(
+        lambda: condition(agent(cluster, "broken"), "Ready").get("reason") == "InvalidSpec"
+        and condition(agent(cluster, "broken"), "Ready"),
+        what="InvalidSpec",
+    )
+    assert "spec.fallback.humanHandoff.phoneNumber" in ready["message"]
+    wait_for(
+        lambda: any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in cluster.events(NS, "broken")),
+        what="Warning event",
+    )
+    assert not cluster.children("Deployment", NS, "apps/v1", "broken")
+    # Alive: a new change to a good agent is still acted on.
+    good = example(examples, "VoiceAgent", "support")
+    good["spec"]["image"] = "ghcr.io/example/voice-runtime:1.9.0"
+    cluster.apply(good)
+    wait_for(
+        lambda: cluster.get("Deployment", NS, "support-us-east", "apps/v1")["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "ghcr.io/example/voice-runtime:1.9.0",
+        what="support rolled",
+    )
+    # Fixing the bad object heals it.
+    bad["spec"]["fallback"]["humanHandoff"] = {"phoneNumber": "+353215551234"}
+    cluster.apply(bad)
+    wait_for(lambda: is_ready(cluster, "broken"), what="broken healed")
+
+
+def test_backend_down_fails_over_in_status_and_configmap_without_rolling_pods(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]], probe: ProbeTarget
+) -> None:
+    cluster.apply_all(examples)
+    wait_for(
+        lambda: condition(cluster.get("AIBackend", NS, "openai-realtime"), "Available").get("status") == "True",
+        what="backend Available",
+    )
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
+    settle(operator)
+    deployments_before = {
+        name: d["metadata"]["resourceVersion"] for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
+    }
+    probe.mode = "down"
+    failed_over = wait_for(
+        lambda: (agent(cluster, "billing")["status"].get("activeBackend") == "self-hosted-pipeline") and agent(cluster, "billing"),
+        timeout=20,
+        what="failover",
+    )
+    assert condition(failed_over, "BackendAvailable")["reason"] == "FailedOver"
+    assert condition(failed_over, "Degraded")["status"] == "True"
+    backend = cluster.get("AIBackend", NS, "openai-realtime")
+    assert condition(backend, "Available")["status"] == "False"
+    config = json.loads(cluster.get("ConfigMap", NS, "billing-runtime", "v1")["data"]["runtime.json"])
+    assert config["activeBackend"] == "self-hosted-pipeline"
+    wait_for(lambda: any(e["reason"] == "BackendFailover" for e in cluster.events(NS, "billing")), what="event")
+    deployments_after = {
+        name: d["metadata"]["resourceVersion"] for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
+    }
+    assert deployments_after == deployments_before, "a failover must not roll media pods"
+    probe.mode = "healthy"
+    wait_for(lambda: agent(cluster, "billing")["status"].get("activeBackend") == "openai-realtime", timeout=20, what="failback")
+
+
+def test_slow_backend_probe_reports_latency(cluster: Cluster, operator: OperatorRuntime, probe: ProbeTarget, examples: list[dict[str, Any]]) -> None:
+    probe.mode, probe.delay_s = "slow", 0.2
+    cluster.apply_all(examples)
+    backend = wait_for(
+        lambda: (((cluster.get("AIBackend", NS, "openai-realtime") or {}).get("status") or {}).get("probeLatencyMs") or {}).get("p50", 0)
+        >= 200
+        and cluster.get("AIBackend", NS, "openai-realtime"),
+        what="probe latency",
+    )
+    assert condition(backend, "Available")["status"] == "True"
+    assert backend["status"]["lastProbeTime"]
+
+
+def test_maintenance_and_regions_without_ready_pods_are_routed_around(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
+
+    def first_choice(country: str) -> str | None:
+        endpoint = cluster.get("VoiceEndpoint", NS, "billing-lines") or {}
+        for route in (endpoint.get("status") or {}).get("routes") or []:
+            if route["match"]["callerCountry"] == country:
+                return str(route["regions"][0]["name"])
+        return None
+
+    wait_for(lambda: first_choice("IE") == "eu-west", what="IE routed to eu-west")
+    cluster.patch("Region", None, "eu-west", {"spec": {"maintenance": True}})
+    wait_for(lambda: first_choice("IE") == "us-east", what="IE fails over for maintenance")
+    cluster.patch("Region", None, "eu-west", {"spec": {"maintenance": False}})
+    wait_for(lambda: first_choice("IE") == "eu-west", what="IE back")
+    cluster.deployments.limit_ready(NS, "billing-eu-west", 0)
+    wait_for(lambda: first_choice("IE") == "us-east", what="IE fails over for no ready pods")
+    degraded = wait_for(lambda: condition(agent(cluster, "billing"), "Degraded").get("status") == "True" and agent(cluster, "billing"))
+    assert "eu-west" in condition(degraded, "Degraded")["message"]
+    routes = json.loads(cluster.get("ConfigMap", NS, "voiceop-routes", "v1")["data"]["routes.json"])
+    ie = next(r for e in routes["endpoints"] if e["endpoint"] == "billing-lines" for r in e["routes"] if r["match"]["callerCountry"] == "IE")
+    assert [r["name"] for r in ie["regions"]][0] == "us-east"
+
+
+def test_conflicts_and_dropped_watches_converge(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    cluster.store.fail_next("PATCH", code=409, count=6)
+    cluster.apply_all(examples[:4])  # namespace, secret, backends
+    dropped = cluster.store.drop_watches()
+    assert dropped > 0
+    cluster.apply_all(examples[4:])
+    cluster.store.drop_watches()
+    cluster.store.fail_next("PATCH", code=409, count=3, plural="voiceagents")
+    wait_for(lambda: is_ready(cluster, "billing") and is_ready(cluster, "support"), timeout=30, what="converged")
+    assert len(all_children(cluster, "billing")) == 10
+
+
+def test_resync_of_an_unchanged_world_writes_nothing(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing") and is_ready(cluster, "support"), what="agents Ready")
+    settle(operator, 1.2)  # past one probe interval: probe status written, then quiet
+    writes = ("create", "update", "patch", "delete")
+    before = {verb: cluster.store.request_counts.get(verb, 0) for verb in writes}
+    reconciler = operator.reconciler
+    assert reconciler is not None
+    keys = [("agent", NS, "billing"), ("agent", NS, "support"), ("routes", NS, "")]
+    keys += [("region", "", name) for name in ("eu-west", "us-east", "ap-southeast")]
+    loop_call(operator, lambda: reconciler.enqueue(*keys))
+    settle(operator)
+    after = {verb: cluster.store.request_counts.get(verb, 0) for verb in writes}
+    assert after == before
+
+
+def loop_call(runtime: OperatorRuntime, action: Any) -> None:
+    """Run `action` in the operator's event loop (the reconciler's queue is not thread-safe)."""
+    import asyncio
+
+    loop = runtime._tasks[0].get_loop()  # noqa: SLF001
+    done = asyncio.run_coroutine_threadsafe(_call(action), loop)
+    done.result(5)
+
+
+async def _call(action: Any) -> None:
+    action()

@@ -206,6 +206,10 @@ class Store:
             watch.offer(None)
         return len(watches)
 
+    def watch_count(self, plural: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for w in self._watches if plural is None or w.rtype.plural == plural)
+
     def count_request(self, verb: str) -> None:
         with self._lock:
             self.request_counts[verb] = self.request_counts.get(verb, 0) + 1

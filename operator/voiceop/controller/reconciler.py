@@ -334,9 +334,10 @@ class Reconciler:
     # --- endpoints and routes -------------------------------------------------------------
 
     async def reconcile_routes(self, namespace: str) -> None:
+        """The namespace's routing table first (what the SIP edge reads), then endpoint status."""
         regions = self.cache.regions()
         agents = {name: agent for (_, name), agent in self.cache.agents(namespace).items()}
-        valid: list[VoiceEndpoint] = []
+        valid: list[tuple[Seen, VoiceEndpoint]] = []
         routes = {}
         for seen in self.cache.endpoint_seen(namespace):
             if seen.raw["metadata"].get("deletionTimestamp"):
@@ -350,19 +351,18 @@ class Reconciler:
                 await self._refuse(seen, "MissingReference", missing)
                 continue
             agent = agents[endpoint.spec.agent_ref.name]
-            endpoint_routes = routes_for(endpoint, agent, regions, self._regions_without_ready_pods(agent))
-            routes[endpoint.name] = endpoint_routes
-            valid.append(endpoint)
-            await self._write_endpoint_status(seen, [r.to_wire() for r in endpoint_routes])
+            routes[endpoint.name] = routes_for(endpoint, agent, regions, self._regions_without_ready_pods(agent))
+            valid.append((seen, endpoint))
         live = self.cache.child("ConfigMap", namespace, ROUTES_CONFIGMAP)
-        if not valid:
-            if live is not None:
-                await self.client.delete(KINDS["ConfigMap"], namespace, ROUTES_CONFIGMAP)
-                self.cache.remove(live)
-            return
-        desired = stamped(routes_configmap(namespace, valid, routes))
-        if not up_to_date(desired, live):
-            self.cache.upsert(await self.client.apply(desired))
+        if valid:
+            desired = stamped(routes_configmap(namespace, [e for _, e in valid], routes))
+            if not up_to_date(desired, live):
+                self.cache.upsert(await self.client.apply(desired))
+        elif live is not None:
+            await self.client.delete(KINDS["ConfigMap"], namespace, ROUTES_CONFIGMAP)
+            self.cache.remove(live)
+        for seen, endpoint in valid:
+            await self._write_endpoint_status(seen, [r.to_wire() for r in routes[endpoint.name]])
 
     def _regions_without_ready_pods(self, agent: VoiceAgent) -> set[str]:
         return {
