@@ -126,16 +126,18 @@ class ProbeTarget:
     def __init__(self) -> None:
         from aiohttp import web
 
-        self.mode = "healthy"
+        self.mode = "healthy"  # for every backend, unless `modes` names it
+        self.modes: dict[str, str] = {}
         self.delay_s = 0.0
         self.hits = 0
         self._server: Any = None
 
         async def health(request: web.Request) -> web.Response:
             self.hits += 1
-            if self.mode == "slow":
+            mode = self.modes.get(request.match_info["name"], self.mode)
+            if mode == "slow":
                 await asyncio.sleep(self.delay_s)
-            if self.mode == "down":
+            if mode == "down":
                 return web.Response(status=503, text="down")
             return web.Response(text="ok")
 

@@ -279,7 +279,7 @@ def test_backend_down_fails_over_in_status_and_configmap_without_rolling_pods(
     deployments_before = {
         name: d["metadata"]["resourceVersion"] for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
     }
-    probe.mode = "down"
+    probe.modes["openai-realtime"] = "down"
     failed_over = wait_for(
         lambda: (agent(cluster, "billing")["status"].get("activeBackend") == "self-hosted-pipeline") and agent(cluster, "billing"),
         timeout=20,
@@ -296,8 +296,24 @@ def test_backend_down_fails_over_in_status_and_configmap_without_rolling_pods(
         name: d["metadata"]["resourceVersion"] for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
     }
     assert deployments_after == deployments_before, "a failover must not roll media pods"
-    probe.mode = "healthy"
+    probe.modes.clear()
     wait_for(lambda: agent(cluster, "billing")["status"].get("activeBackend") == "openai-realtime", timeout=20, what="failback")
+
+
+def test_all_backends_down_makes_the_agent_not_ready(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]], probe: ProbeTarget
+) -> None:
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
+    probe.mode = "down"
+    ready = wait_for(
+        lambda: condition(agent(cluster, "billing"), "Ready").get("reason") == "NoBackendAvailable"
+        and condition(agent(cluster, "billing"), "Ready"),
+        timeout=20,
+        what="NoBackendAvailable",
+    )
+    assert ready["status"] == "False"
+    assert "activeBackend" not in agent(cluster, "billing")["status"]
 
 
 def test_slow_backend_probe_reports_latency(cluster: Cluster, operator: OperatorRuntime, probe: ProbeTarget, examples: list[dict[str, Any]]) -> None:

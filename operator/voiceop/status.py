@@ -49,8 +49,12 @@ def set_conditions(
 
 
 def status_differs(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
-    """Whether writing `desired` would change anything a reader sees."""
-    return dict(live or {}) != dict(desired)
+    """Whether writing `desired` (a merge patch: None deletes) would change what a reader sees."""
+    return dict(live or {}) != without_nones(desired)
+
+
+def without_nones(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in status.items() if value is not None}
 
 
 def describe(errors: Sequence[FieldError]) -> str:

@@ -35,6 +35,7 @@ from voiceop.status import (
     describe,
     set_conditions,
     status_differs,
+    without_nones,
 )
 
 logger = logging.getLogger("voiceop.reconciler")
@@ -284,9 +285,8 @@ class Reconciler:
             "readyReplicas": sum(o.ready for o in observations),
             "activeCalls": sum(o.active_calls for o in observations),
             "selector": f"{AGENT_LABEL}={agent.name}",
+            "activeBackend": active,  # None removes it: no backend is active
         }
-        if active is not None:
-            status["activeBackend"] = active
         # Conditions this pass does not compute (ScalingLimited, from the autoscaler) are kept.
         status["conditions"] = set_conditions(
             live.get("conditions") or [],
@@ -325,10 +325,12 @@ class Reconciler:
             if error.code == 404:
                 return False  # deleted meanwhile
             raise
-        # Keep the cache in step so that a second pass before the watch event sees no change.
-        self.cache.objects[seen.raw["kind"]][(seen.namespace, seen.name)] = Seen(
-            {**seen.raw, "status": status}, seen.resource, seen.errors
-        )
+        # Keep the cache in step so that a second pass before the watch event sees no change,
+        # unless a newer version has arrived meanwhile (it must not be overwritten).
+        table = self.cache.objects[seen.raw["kind"]]
+        current = table.get((seen.namespace, seen.name))
+        if current is not None and current.raw["metadata"].get("resourceVersion") == meta.get("resourceVersion"):
+            table[(seen.namespace, seen.name)] = Seen({**seen.raw, "status": without_nones(status)}, seen.resource, seen.errors)
         return True
 
     # --- endpoints and routes -------------------------------------------------------------
