@@ -69,12 +69,14 @@ def agent(cluster: Cluster, name: str) -> dict[str, Any] | None:
 def is_ready(cluster: Cluster, name: str) -> bool:
     """Ready, and done rolling out: what `kubectl wait --for=condition=Ready` plus a settled rollout mean."""
     obj = agent(cluster, name)
-    return condition(obj, "Ready").get("status") == "True" and condition(obj, "Progressing").get("status") == "False"
+    return (
+        condition(obj, "Ready").get("status") == "True"
+        and condition(obj, "Progressing").get("status") == "False"
+    )
 
 
 def converged(runtime: OperatorRuntime) -> bool:
-    assert runtime.reconciler is not None
-    return runtime.reconciler.idle
+    return runtime.reconciler is not None and runtime.reconciler.idle
 
 
 def all_children(cluster: Cluster, name: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -123,7 +125,11 @@ def test_examples_become_children_and_ready_agents(
     assert status["observedGeneration"] == billing["metadata"]["generation"]
     assert status["activeBackend"] == "openai-realtime"
     assert status["selector"] == "voiceop.dev/agent=billing"
-    assert {r["name"]: r["readyReplicas"] for r in status["regions"]} == {"eu-west": 1, "us-east": 1, "ap-southeast": 1}
+    assert {r["name"]: r["readyReplicas"] for r in status["regions"]} == {
+        "eu-west": 1,
+        "us-east": 1,
+        "ap-southeast": 1,
+    }
     assert condition(billing, "BackendAvailable")["status"] == "True"
     assert condition(billing, "Progressing")["status"] == "False"
     assert condition(billing, "Degraded")["status"] == "False"
@@ -132,20 +138,26 @@ def test_examples_become_children_and_ready_agents(
     table = json.loads(routes["data"]["routes.json"])
     assert [e["endpoint"] for e in table["endpoints"]] == ["billing-lines", "support-web"]
     endpoint = wait_for(
-        lambda: condition(cluster.get("VoiceEndpoint", NS, "billing-lines"), "Ready").get("status") == "True"
-        and cluster.get("VoiceEndpoint", NS, "billing-lines"),
+        lambda: (
+            condition(cluster.get("VoiceEndpoint", NS, "billing-lines"), "Ready").get("status") == "True"
+            and cluster.get("VoiceEndpoint", NS, "billing-lines")
+        ),
         what="endpoint Ready",
     )
     assert endpoint["status"]["routes"][-1]["match"] == {"callerCountry": "*"}
     region = wait_for(
-        lambda: ((cluster.get("Region", None, "eu-west") or {}).get("status") or {}).get("mediaPods") == 2
-        and cluster.get("Region", None, "eu-west"),
+        lambda: (
+            ((cluster.get("Region", None, "eu-west") or {}).get("status") or {}).get("mediaPods") == 2
+            and cluster.get("Region", None, "eu-west")
+        ),
         what="Region status",
     )
     assert condition(region, "Ready")["status"] == "True"
     backend = wait_for(
-        lambda: condition(cluster.get("AIBackend", NS, "openai-realtime"), "Available").get("status") == "True"
-        and cluster.get("AIBackend", NS, "openai-realtime"),
+        lambda: (
+            condition(cluster.get("AIBackend", NS, "openai-realtime"), "Available").get("status") == "True"
+            and cluster.get("AIBackend", NS, "openai-realtime")
+        ),
         what="AIBackend Available",
     )
     assert backend["status"]["probeLatencyMs"]["p95"] >= 0
@@ -157,12 +169,16 @@ def test_changing_a_backend_changes_only_the_runtime_configmap(
     cluster.apply_all(examples)
     wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
     settle(operator)
-    before = {key: obj["metadata"]["resourceVersion"] for key, obj in all_children(cluster, "billing").items()}
+    before = {
+        key: obj["metadata"]["resourceVersion"] for key, obj in all_children(cluster, "billing").items()
+    }
     backend = example(examples, "AIBackend", "openai-realtime")
     backend["spec"]["model"] = "gpt-realtime-2"
     cluster.apply(backend)
     wait_for(
-        lambda: "gpt-realtime-2" in cluster.get("ConfigMap", NS, "billing-runtime", "v1")["data"]["runtime.json"],
+        lambda: (
+            "gpt-realtime-2" in cluster.get("ConfigMap", NS, "billing-runtime", "v1")["data"]["runtime.json"]
+        ),
         what="ConfigMap updated",
     )
     settle(operator)
@@ -187,8 +203,12 @@ def test_removing_a_region_deletes_its_children(
     assert kinds == {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap"}
     routes = json.loads(cluster.get("ConfigMap", NS, "voiceop-routes", "v1")["data"]["routes.json"])
     wait_for(
-        lambda: "ap-southeast"
-        not in json.loads(cluster.get("ConfigMap", NS, "voiceop-routes", "v1")["data"]["routes.json"]).__str__(),
+        lambda: (
+            "ap-southeast"
+            not in json.loads(
+                cluster.get("ConfigMap", NS, "voiceop-routes", "v1")["data"]["routes.json"]
+            ).__str__()
+        ),
         what="routes without ap-southeast",
     )
     assert routes
@@ -203,8 +223,11 @@ def test_deleting_the_agent_deletes_everything_it_owned(
     cluster.delete("VoiceAgent", NS, "billing")
     wait_for(lambda: not all_children(cluster, "billing"), what="children collected")
     endpoint = wait_for(
-        lambda: condition(cluster.get("VoiceEndpoint", NS, "billing-lines"), "Ready").get("reason") == "MissingReference"
-        and cluster.get("VoiceEndpoint", NS, "billing-lines"),
+        lambda: (
+            condition(cluster.get("VoiceEndpoint", NS, "billing-lines"), "Ready").get("reason")
+            == "MissingReference"
+            and cluster.get("VoiceEndpoint", NS, "billing-lines")
+        ),
         what="endpoint MissingReference",
     )
     assert "VoiceAgent contact-center/billing not found" in condition(endpoint, "Ready")["message"]
@@ -213,17 +236,23 @@ def test_deleting_the_agent_deletes_everything_it_owned(
 def test_missing_reference_is_reported_then_heals(
     cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
 ) -> None:
-    without_apac = [o for o in examples if not (o["kind"] == "Region" and o["metadata"]["name"] == "ap-southeast")]
+    without_apac = [
+        o for o in examples if not (o["kind"] == "Region" and o["metadata"]["name"] == "ap-southeast")
+    ]
     cluster.apply_all(without_apac)
     ready = wait_for(
-        lambda: condition(agent(cluster, "billing"), "Ready").get("reason") == "MissingReference"
-        and condition(agent(cluster, "billing"), "Ready"),
+        lambda: (
+            condition(agent(cluster, "billing"), "Ready").get("reason") == "MissingReference"
+            and condition(agent(cluster, "billing"), "Ready")
+        ),
         what="MissingReference",
     )
     assert ready["status"] == "False"
     assert "spec.regions[2].name: Region 'ap-southeast' not found" in ready["message"]
     assert not cluster.children("Deployment", NS, "apps/v1", "billing"), "nothing half-made"
-    wait_for(lambda: any(e["reason"] == "MissingReference" for e in cluster.events(NS, "billing")), what="event")
+    wait_for(
+        lambda: any(e["reason"] == "MissingReference" for e in cluster.events(NS, "billing")), what="event"
+    )
     assert is_ready(cluster, "support") or wait_for(lambda: is_ready(cluster, "support"))
     cluster.apply(example(examples, "Region", "ap-southeast"))
     wait_for(lambda: is_ready(cluster, "billing"), what="billing healed")
@@ -241,13 +270,17 @@ def test_bad_object_gets_a_condition_and_an_event_and_the_operator_lives_on(
     bad["spec"]["fallback"]["humanHandoff"] = {"phoneNumber": "+1202555014399"}
     cluster.apply(bad)
     ready = wait_for(
-        lambda: condition(agent(cluster, "broken"), "Ready").get("reason") == "InvalidSpec"
-        and condition(agent(cluster, "broken"), "Ready"),
+        lambda: (
+            condition(agent(cluster, "broken"), "Ready").get("reason") == "InvalidSpec"
+            and condition(agent(cluster, "broken"), "Ready")
+        ),
         what="InvalidSpec",
     )
     assert "spec.fallback.humanHandoff.phoneNumber" in ready["message"]
     wait_for(
-        lambda: any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in cluster.events(NS, "broken")),
+        lambda: any(
+            e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in cluster.events(NS, "broken")
+        ),
         what="Warning event",
     )
     assert not cluster.children("Deployment", NS, "apps/v1", "broken")
@@ -256,8 +289,12 @@ def test_bad_object_gets_a_condition_and_an_event_and_the_operator_lives_on(
     good["spec"]["image"] = "ghcr.io/example/voice-runtime:1.9.0"
     cluster.apply(good)
     wait_for(
-        lambda: cluster.get("Deployment", NS, "support-us-east", "apps/v1")["spec"]["template"]["spec"]["containers"][0]["image"]
-        == "ghcr.io/example/voice-runtime:1.9.0",
+        lambda: (
+            cluster.get("Deployment", NS, "support-us-east", "apps/v1")["spec"]["template"]["spec"][
+                "containers"
+            ][0]["image"]
+            == "ghcr.io/example/voice-runtime:1.9.0"
+        ),
         what="support rolled",
     )
     # Fixing the bad object heals it.
@@ -271,17 +308,23 @@ def test_backend_down_fails_over_in_status_and_configmap_without_rolling_pods(
 ) -> None:
     cluster.apply_all(examples)
     wait_for(
-        lambda: condition(cluster.get("AIBackend", NS, "openai-realtime"), "Available").get("status") == "True",
+        lambda: (
+            condition(cluster.get("AIBackend", NS, "openai-realtime"), "Available").get("status") == "True"
+        ),
         what="backend Available",
     )
     wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
     settle(operator)
     deployments_before = {
-        name: d["metadata"]["resourceVersion"] for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
+        name: d["metadata"]["resourceVersion"]
+        for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
     }
     probe.modes["openai-realtime"] = "down"
     failed_over = wait_for(
-        lambda: (agent(cluster, "billing")["status"].get("activeBackend") == "self-hosted-pipeline") and agent(cluster, "billing"),
+        lambda: (
+            (agent(cluster, "billing")["status"].get("activeBackend") == "self-hosted-pipeline")
+            and agent(cluster, "billing")
+        ),
         timeout=20,
         what="failover",
     )
@@ -291,13 +334,20 @@ def test_backend_down_fails_over_in_status_and_configmap_without_rolling_pods(
     assert condition(backend, "Available")["status"] == "False"
     config = json.loads(cluster.get("ConfigMap", NS, "billing-runtime", "v1")["data"]["runtime.json"])
     assert config["activeBackend"] == "self-hosted-pipeline"
-    wait_for(lambda: any(e["reason"] == "BackendFailover" for e in cluster.events(NS, "billing")), what="event")
+    wait_for(
+        lambda: any(e["reason"] == "BackendFailover" for e in cluster.events(NS, "billing")), what="event"
+    )
     deployments_after = {
-        name: d["metadata"]["resourceVersion"] for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
+        name: d["metadata"]["resourceVersion"]
+        for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
     }
     assert deployments_after == deployments_before, "a failover must not roll media pods"
     probe.modes.clear()
-    wait_for(lambda: agent(cluster, "billing")["status"].get("activeBackend") == "openai-realtime", timeout=20, what="failback")
+    wait_for(
+        lambda: agent(cluster, "billing")["status"].get("activeBackend") == "openai-realtime",
+        timeout=20,
+        what="failback",
+    )
 
 
 def test_all_backends_down_makes_the_agent_not_ready(
@@ -307,8 +357,10 @@ def test_all_backends_down_makes_the_agent_not_ready(
     wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
     probe.mode = "down"
     ready = wait_for(
-        lambda: condition(agent(cluster, "billing"), "Ready").get("reason") == "NoBackendAvailable"
-        and condition(agent(cluster, "billing"), "Ready"),
+        lambda: (
+            condition(agent(cluster, "billing"), "Ready").get("reason") == "NoBackendAvailable"
+            and condition(agent(cluster, "billing"), "Ready")
+        ),
         timeout=20,
         what="NoBackendAvailable",
     )
@@ -316,13 +368,22 @@ def test_all_backends_down_makes_the_agent_not_ready(
     assert "activeBackend" not in agent(cluster, "billing")["status"]
 
 
-def test_slow_backend_probe_reports_latency(cluster: Cluster, operator: OperatorRuntime, probe: ProbeTarget, examples: list[dict[str, Any]]) -> None:
+def test_slow_backend_probe_reports_latency(
+    cluster: Cluster, operator: OperatorRuntime, probe: ProbeTarget, examples: list[dict[str, Any]]
+) -> None:
     probe.mode, probe.delay_s = "slow", 0.2
     cluster.apply_all(examples)
     backend = wait_for(
-        lambda: (((cluster.get("AIBackend", NS, "openai-realtime") or {}).get("status") or {}).get("probeLatencyMs") or {}).get("p50", 0)
-        >= 200
-        and cluster.get("AIBackend", NS, "openai-realtime"),
+        lambda: (
+            (
+                ((cluster.get("AIBackend", NS, "openai-realtime") or {}).get("status") or {}).get(
+                    "probeLatencyMs"
+                )
+                or {}
+            ).get("p50", 0)
+            >= 200
+            and cluster.get("AIBackend", NS, "openai-realtime")
+        ),
         what="probe latency",
     )
     assert condition(backend, "Available")["status"] == "True"
@@ -349,10 +410,21 @@ def test_maintenance_and_regions_without_ready_pods_are_routed_around(
     wait_for(lambda: first_choice("IE") == "eu-west", what="IE back")
     cluster.deployments.limit_ready(NS, "billing-eu-west", 0)
     wait_for(lambda: first_choice("IE") == "us-east", what="IE fails over for no ready pods")
-    degraded = wait_for(lambda: condition(agent(cluster, "billing"), "Degraded").get("status") == "True" and agent(cluster, "billing"))
+    degraded = wait_for(
+        lambda: (
+            condition(agent(cluster, "billing"), "Degraded").get("status") == "True"
+            and agent(cluster, "billing")
+        )
+    )
     assert "eu-west" in condition(degraded, "Degraded")["message"]
     routes = json.loads(cluster.get("ConfigMap", NS, "voiceop-routes", "v1")["data"]["routes.json"])
-    ie = next(r for e in routes["endpoints"] if e["endpoint"] == "billing-lines" for r in e["routes"] if r["match"]["callerCountry"] == "IE")
+    ie = next(
+        r
+        for e in routes["endpoints"]
+        if e["endpoint"] == "billing-lines"
+        for r in e["routes"]
+        if r["match"]["callerCountry"] == "IE"
+    )
     assert [r["name"] for r in ie["regions"]][0] == "us-east"
 
 
@@ -366,7 +438,9 @@ def test_conflicts_and_dropped_watches_converge(
     cluster.apply_all(examples[4:])
     cluster.store.drop_watches()
     cluster.store.fail_next("PATCH", code=409, count=3, plural="voiceagents")
-    wait_for(lambda: is_ready(cluster, "billing") and is_ready(cluster, "support"), timeout=30, what="converged")
+    wait_for(
+        lambda: is_ready(cluster, "billing") and is_ready(cluster, "support"), timeout=30, what="converged"
+    )
     assert len(all_children(cluster, "billing")) == 10
 
 
@@ -399,3 +473,65 @@ def loop_call(runtime: OperatorRuntime, action: Any) -> None:
 
 async def _call(action: Any) -> None:
     action()
+
+
+def test_a_restarted_operator_writes_nothing(cluster: Cluster, examples: list[dict[str, Any]]) -> None:
+    for obj in examples:
+        obj.get("spec", {}).pop("healthCheck", None)  # probes write on their own schedule
+    with running_operator(cluster) as first:
+        cluster.apply_all(examples)
+        wait_for(lambda: is_ready(cluster, "billing") and is_ready(cluster, "support"), what="agents Ready")
+        settle(first, 0.5)
+    writes = ("create", "update", "patch", "delete")
+    before = {verb: cluster.store.request_counts.get(verb, 0) for verb in writes}
+    with running_operator(cluster) as second:
+        settle(second, 1.0)
+    after = {verb: cluster.store.request_counts.get(verb, 0) for verb in writes}
+    assert after == before
+
+
+def test_two_replicas_with_peering_have_one_active(cluster: Cluster, examples: list[dict[str, Any]]) -> None:
+    from voiceop.peering import cluster_peering, peering_crds
+
+    for crd in peering_crds():
+        cluster.apply(crd)
+    cluster.apply(cluster_peering())
+    for obj in examples:
+        obj.get("spec", {}).pop("healthCheck", None)
+    with running_operator(cluster, standalone=False, priority=200) as leader:
+        wait_for(
+            lambda: (cluster.get("ClusterKopfPeering", None, "voiceop", "kopf.dev/v1") or {}).get("status"),
+            what="leader registered",
+        )
+        with running_operator(cluster, standalone=False, priority=100, wait_watching=False) as follower:
+            peers = wait_for(
+                lambda: (
+                    len(
+                        (cluster.get("ClusterKopfPeering", None, "voiceop", "kopf.dev/v1") or {}).get(
+                            "status"
+                        )
+                        or {}
+                    )
+                    == 2
+                    and cluster.get("ClusterKopfPeering", None, "voiceop", "kopf.dev/v1")["status"]
+                ),
+                what="both peers registered",
+            )
+            assert sorted(p["priority"] for p in peers.values()) == [100, 200]
+            cluster.apply_all(examples)
+            wait_for(lambda: is_ready(cluster, "billing"), what="leader reconciled")
+            settle(leader, 0.5)
+            assert follower.reconciler is not None
+            assert not follower.cache.objects["VoiceAgent"], "the follower's watches are paused"
+        # The leader goes; the follower takes over and reconciles a change.
+    with running_operator(cluster, standalone=False, priority=100) as successor:
+        billing = example(examples, "VoiceAgent", "billing")
+        billing["spec"]["image"] = "ghcr.io/example/voice-runtime:2.0.0"
+        cluster.apply(billing)
+        wait_for(
+            lambda: cluster.get("Deployment", NS, "billing-eu-west", "apps/v1")["spec"]["template"]["spec"][
+                "containers"
+            ][0]["image"].endswith("2.0.0"),
+            what="successor acts",
+        )
+        assert successor.reconciler is not None

@@ -26,7 +26,7 @@ def run_operator(
     ready_flag: threading.Event | None = None,
 ) -> None:
     """Run until stopped: all namespaces, or only `namespaces`; with peering unless standalone."""
-    runtime = runtime or OperatorRuntime()
+    runtime = runtime or OperatorRuntime(namespaces=namespaces)
     registry = build_registry(runtime)
     asyncio.run(
         kopf.operator(

@@ -184,16 +184,49 @@ def semantic_errors(value: Any, schema: JsonSchema, path: list[str | int]) -> It
     yield from _rule_errors(value, schema, path)
 
 
-class Admission:
-    """Admission for one kind, built once from its CRD schema."""
+def prune_unknown(value: Any, schema: JsonSchema) -> Any:
+    """Drop fields the schema does not declare, as the API server prunes them."""
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return value
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        if properties is None and isinstance(extra, dict):
+            return {k: prune_unknown(v, extra) for k, v in value.items()}
+        properties = properties or {}
+        return {k: prune_unknown(v, properties[k]) for k, v in value.items() if k in properties}
+    if isinstance(value, list) and "items" in schema:
+        return [prune_unknown(item, schema["items"]) for item in value]
+    return value
 
-    def __init__(self, schema: JsonSchema) -> None:
-        self.schema = schema
-        self._validator = jsonschema.Draft4Validator(_strict(schema))
+
+_ROOT_FIELDS: JsonSchema = {
+    "apiVersion": {"type": "string"},
+    "kind": {"type": "string"},
+    "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+}
+
+
+class Admission:
+    """Admission for one kind, built once from its CRD schema.
+
+    strict: refuse unknown fields (kubectl's default `--validate=strict`, and `voiceop render`);
+    otherwise prune them, as the API server does for a request without field validation.
+    """
+
+    def __init__(self, schema: JsonSchema, *, strict: bool = True) -> None:
+        properties = {**_ROOT_FIELDS, **schema.get("properties", {})}
+        # metadata is the API server's: the schema may constrain the name, never drop a field.
+        properties["metadata"] = {**properties["metadata"], "x-kubernetes-preserve-unknown-fields": True}
+        self.schema = {**schema, "properties": properties}
+        self.strict = strict
+        self._validator = jsonschema.Draft4Validator(_strict(self.schema) if strict else self.schema)
 
     def admit(self, obj: dict[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
         """The object with defaults applied, and every reason the API server would refuse it."""
         defaulted = apply_defaults(copy.deepcopy(obj), self.schema)
+        if not self.strict:
+            defaulted = prune_unknown(defaulted, self.schema)
         errors = sorted(
             (_schema_error(e) for e in self._validator.iter_errors(defaulted)),
             key=lambda error: error.path,

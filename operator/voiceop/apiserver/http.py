@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 from voiceop.apiserver.resources import ResourceType
@@ -20,6 +21,7 @@ VERSION_INFO = {
     "platform": "linux/amd64",
 }
 WATCH_KEEPALIVE_SECONDS = 30
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class ApiHandlers:
         try:
             target = self._target(group, version, path)
             verb = self._verb(request, target)
-            self.store.count_request(verb)
+            self.store.count_request(verb, request.path)
             if verb not in ("get", "list", "watch"):
                 fault = self.store.take_fault(request.method, target.rtype.plural)
                 if fault is not None:
@@ -146,14 +148,17 @@ class ApiHandlers:
         )
 
     async def _body(self, request: web.Request) -> Any:
+        text = await request.text()
+        if not text:
+            return {}
         try:
-            text = await request.text()
-            if request.content_type.startswith("application/apply-patch+yaml"):
-                import yaml
-
-                return yaml.safe_load(text)
-            return json.loads(text) if text else {}
+            return json.loads(text)  # JSON is also what most clients send as apply-patch+yaml
         except ValueError as error:
+            if request.content_type.startswith("application/apply-patch+yaml"):
+                try:
+                    return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+                except yaml.YAMLError as yaml_error:
+                    raise ApiError(400, "BadRequest", f"cannot decode body: {yaml_error}") from None
             raise ApiError(400, "BadRequest", f"cannot decode body: {error}") from None
 
     async def _handle(self, request: web.Request, verb: str, t: Target) -> web.Response:

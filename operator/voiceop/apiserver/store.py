@@ -139,6 +139,7 @@ class Store:
         self._watches: set[Watch] = set()
         self._faults: dict[str, list[tuple[int, int, str | None]]] = {}
         self.request_counts: dict[str, int] = {}
+        self.request_log: deque[tuple[str, str]] = deque(maxlen=2000)  # (verb, path), newest last
         # Stand-ins for controllers (see controllers.py): called after every change, under the lock.
         self.listeners: list[Callable[[WatchEvent], None]] = []
         for rtype in BUILTIN_TYPES:
@@ -210,9 +211,10 @@ class Store:
         with self._lock:
             return sum(1 for w in self._watches if plural is None or w.rtype.plural == plural)
 
-    def count_request(self, verb: str) -> None:
+    def count_request(self, verb: str, path: str = "") -> None:
         with self._lock:
             self.request_counts[verb] = self.request_counts.get(verb, 0) + 1
+            self.request_log.append((verb, path))
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -585,7 +587,7 @@ _ADMISSIONS: dict[int, Admission] = {}
 def _admission_for(rtype: ResourceType) -> Admission:
     cached = _ADMISSIONS.get(id(rtype.schema))
     if cached is None:
-        cached = _ADMISSIONS[id(rtype.schema)] = Admission(rtype.schema or {})
+        cached = _ADMISSIONS[id(rtype.schema)] = Admission(rtype.schema or {}, strict=False)
     return cached
 
 

@@ -75,6 +75,12 @@ class ClusterCache:
         elif kind in CHILD_KINDS:
             self.children[kind][_key(raw)] = raw
 
+    def upsert_if_absent(self, raw: Raw) -> None:
+        """From an initial listing: never over a version a watch event has already brought."""
+        table = self.objects if raw["kind"] in VOICEOP_KINDS else self.children
+        if _key(raw) not in table[raw["kind"]]:  # type: ignore[attr-defined]
+            self.upsert(raw)
+
     def remove(self, raw: Raw) -> None:
         kind = raw["kind"]
         table = self.objects if kind in VOICEOP_KINDS else self.children

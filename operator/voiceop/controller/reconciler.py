@@ -86,6 +86,9 @@ class Reconciler:
     _pending: set[Key] = field(default_factory=set)
     _busy: set[Key] = field(default_factory=set)
     _again: set[Key] = field(default_factory=set)
+    # (namespace, agent) -> (fingerprint of the inputs, stamped children): renders are reused
+    # while nothing they depend on changed, so the many events of a rollout cost no re-render.
+    _rendered: dict[tuple[str, str], tuple[tuple[Any, ...], list[Raw]]] = field(default_factory=dict)
 
     # --- queue ----------------------------------------------------------------------------
 
@@ -182,6 +185,13 @@ class Reconciler:
             if any(isinstance(e, dict) and e.get("name") == name for e in entries):
                 yield ns, agent_name
 
+    def every_key(self) -> list[Key]:
+        """Everything there is to reconcile: a full resync."""
+        keys: list[Key] = [("region", "", name) for (_, name) in self.cache.objects["Region"]]
+        keys += [("agent", ns, name) for (ns, name) in self.cache.objects["VoiceAgent"]]
+        keys += [("routes", ns, "") for ns in {ns for (ns, _) in self.cache.objects["VoiceEndpoint"]}]
+        return keys
+
     async def reconcile(self, key: Key) -> None:
         what, namespace, name = key
         if what == "agent":
@@ -210,11 +220,34 @@ class Reconciler:
             await self._refuse(seen, "MissingReference", missing)
             return
         active = active_backend(agent, backends)
-        desired = [stamped(child) for child in render_agent(agent, regions, backends, active_backend=active)]
+        desired = self._desired_children(seen, agent, active)
         await self._converge_children(
             seen, desired, previous_active=_status_field(seen.raw, "activeBackend"), active=active
         )
         await self._write_agent_status(seen, agent, active)
+
+    def _desired_children(self, seen: Seen, agent: VoiceAgent, active: str | None) -> list[Raw]:
+        regions, backends = self.cache.regions(), self.cache.backends(agent.namespace)
+        # Generations, not resourceVersions: status writes must not count as changes.
+        fingerprint = (
+            agent.metadata.uid,
+            agent.metadata.generation,
+            active,
+            tuple(
+                (regions[r.name].metadata.uid, regions[r.name].metadata.generation)
+                for r in agent.spec.regions
+            ),
+            tuple(
+                (backends[b.name].metadata.uid, backends[b.name].metadata.generation)
+                for b in agent.spec.backends
+            ),
+        )
+        cached = self._rendered.get((agent.namespace, agent.name))
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        desired = [stamped(child) for child in render_agent(agent, regions, backends, active_backend=active)]
+        self._rendered[(agent.namespace, agent.name)] = (fingerprint, desired)
+        return desired
 
     async def _converge_children(
         self, seen: Seen, desired: list[Raw], previous_active: str | None, active: str | None
@@ -329,8 +362,12 @@ class Reconciler:
         # unless a newer version has arrived meanwhile (it must not be overwritten).
         table = self.cache.objects[seen.raw["kind"]]
         current = table.get((seen.namespace, seen.name))
-        if current is not None and current.raw["metadata"].get("resourceVersion") == meta.get("resourceVersion"):
-            table[(seen.namespace, seen.name)] = Seen({**seen.raw, "status": without_nones(status)}, seen.resource, seen.errors)
+        if current is not None and current.raw["metadata"].get("resourceVersion") == meta.get(
+            "resourceVersion"
+        ):
+            table[(seen.namespace, seen.name)] = Seen(
+                {**seen.raw, "status": without_nones(status)}, seen.resource, seen.errors
+            )
         return True
 
     # --- endpoints and routes -------------------------------------------------------------
@@ -353,7 +390,9 @@ class Reconciler:
                 await self._refuse(seen, "MissingReference", missing)
                 continue
             agent = agents[endpoint.spec.agent_ref.name]
-            routes[endpoint.name] = routes_for(endpoint, agent, regions, self._regions_without_ready_pods(agent))
+            routes[endpoint.name] = routes_for(
+                endpoint, agent, regions, self._regions_without_ready_pods(agent)
+            )
             valid.append((seen, endpoint))
         live = self.cache.child("ConfigMap", namespace, ROUTES_CONFIGMAP)
         if valid:

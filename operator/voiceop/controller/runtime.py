@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import kopf
 
-from voiceop.controller.cache import VOICEOP_KINDS, ClusterCache
+from voiceop.controller.cache import CHILD_KINDS, VOICEOP_KINDS, ClusterCache
 from voiceop.controller.prober import BackendProber
 from voiceop.controller.reconciler import Reconciler, now_iso
-from voiceop.kube import KubeClient
+from voiceop.kube import KINDS, ApiError, KubeClient
 from voiceop.render.metadata import MANAGED_BY
 
 logger = logging.getLogger("voiceop")
@@ -32,7 +33,8 @@ CHILD_RESOURCES = (
 
 
 class OperatorRuntime:
-    def __init__(self, connection: kopf.ConnectionInfo | None = None) -> None:
+    def __init__(self, connection: kopf.ConnectionInfo | None = None, namespaces: Sequence[str] = ()) -> None:
+        self.namespaces = tuple(namespaces)  # empty: all
         # Given (tests, demo): used as it is. Otherwise found at login.
         self.connection = connection
         self._fixed_connection = connection is not None
@@ -71,18 +73,42 @@ class OperatorRuntime:
         settings.networking.request_timeout = 30
 
     async def start(self) -> None:
-        if self.connection is None:  # the login handler runs before; this is a safety net
-            raise kopf.PermanentError("no credentials to reach the Kubernetes API")
+        """Start working once logged in (kopf runs start-up handlers before logging in)."""
+        self._tasks = [asyncio.create_task(self._run(), name="voiceop-runtime")]
+
+    async def _run(self) -> None:
+        while self.connection is None:
+            await asyncio.sleep(0.05)
         self.client = KubeClient.from_connection_info(self.connection)
+        await self._initial_sync(self.client)
         self.reconciler = Reconciler(self.client, self.cache)
         self.prober = BackendProber(self.cache, self._write_backend_status, now_iso)
         for raw, deleted in self._backlog:
             self.reconciler.observe(raw, deleted)
         self._backlog.clear()
-        self._tasks = [
-            asyncio.create_task(self.reconciler.run(), name="voiceop-reconciler"),
-            asyncio.create_task(self.prober.run(), name="voiceop-prober"),
-        ]
+        self.reconciler.enqueue(*self.reconciler.every_key())
+        await asyncio.gather(self.reconciler.run(), self.prober.run())
+
+    async def _initial_sync(self, client: KubeClient) -> None:
+        """List everything once before reconciling anything, as informers sync their caches.
+
+        kopf delivers its initial listings kind by kind; reconciling an agent before its
+        Deployments are known would re-apply them all on every restart.
+        """
+        scopes: Sequence[str | None] = self.namespaces or (None,)
+        for kind_name in ("Region", "AIBackend", "VoiceAgent", "VoiceEndpoint", *CHILD_KINDS):
+            kind = KINDS[kind_name]
+            selector = None if kind_name in VOICEOP_KINDS else f"{MANAGED_BY}=voiceop"
+            for namespace in scopes if kind.namespaced else (None,):
+                try:
+                    items = await client.list(kind, namespace, selector)
+                except ApiError as error:
+                    if error.code == 404:  # e.g. KEDA not installed: no ScaledObjects to know
+                        continue
+                    raise
+                for item in items:
+                    item.setdefault("kind", kind_name)
+                    self.cache.upsert_if_absent(item)
 
     async def _write_backend_status(self, seen: Any, status: dict[str, Any]) -> bool:
         assert self.reconciler is not None
