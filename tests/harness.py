@@ -161,7 +161,7 @@ class ProbeTarget:
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
             self._server = runner
-            return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]  # noqa: SLF001
+            return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
 
         self.port = asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
         return self

@@ -272,7 +272,7 @@ def test_watch_replays_from_a_resource_version_and_filters_by_label(server: Loop
 def test_too_old_resource_version_is_gone(server: LoopbackApiServer) -> None:
     store = server.store
     rtype = store.resource_type("", "v1", "configmaps")
-    for index in range(store._log.maxlen + 5):  # noqa: SLF001 - overflow the history on purpose
+    for index in range(store._log.maxlen + 5):
         store.patch(rtype, NS, "identity", "application/merge-patch+json", {"data": {"n": str(index)}})
     with pytest.raises(ApiError) as gone:
         store.open_watch(rtype, NS, None, None, "1", loop=None)  # type: ignore[arg-type]

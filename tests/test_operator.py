@@ -466,7 +466,7 @@ def loop_call(runtime: OperatorRuntime, action: Any) -> None:
     """Run `action` in the operator's event loop (the reconciler's queue is not thread-safe)."""
     import asyncio
 
-    loop = runtime._tasks[0].get_loop()  # noqa: SLF001
+    loop = runtime._tasks[0].get_loop()
     done = asyncio.run_coroutine_threadsafe(_call(action), loop)
     done.result(5)
 
