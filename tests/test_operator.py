@@ -546,17 +546,24 @@ def test_operator_metrics_count_reconciles_and_api_requests(
     before += REGISTRY.get_sample_value("voiceop_api_requests_total", {"verb": "apply", "code": "201"}) or 0
     cluster.apply_all(examples)
     wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
-    applied = (REGISTRY.get_sample_value("voiceop_api_requests_total", {"verb": "apply", "code": "200"}) or 0) + (
-        REGISTRY.get_sample_value("voiceop_api_requests_total", {"verb": "apply", "code": "201"}) or 0
-    )
+    applied = (
+        REGISTRY.get_sample_value("voiceop_api_requests_total", {"verb": "apply", "code": "200"}) or 0
+    ) + (REGISTRY.get_sample_value("voiceop_api_requests_total", {"verb": "apply", "code": "201"}) or 0)
     assert applied - before >= 20  # 2 agents' children and the routes table
     text = generate_latest().decode()
-    for name in ("voiceop_reconciles_total", "voiceop_reconcile_duration_seconds", "voiceop_agent_ready", "voiceop_managed_objects"):
+    for name in (
+        "voiceop_reconciles_total",
+        "voiceop_reconcile_duration_seconds",
+        "voiceop_agent_ready",
+        "voiceop_managed_objects",
+    ):
         assert name in text
     assert REGISTRY.get_sample_value("voiceop_agent_ready", {"namespace": NS, "agent": "billing"}) == 1
 
 
-def test_kubectl_wait_for_ready(cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]], tmp_path: Any) -> None:
+def test_kubectl_wait_for_ready(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]], tmp_path: Any
+) -> None:
     import shutil
     import subprocess
 
@@ -566,7 +573,17 @@ def test_kubectl_wait_for_ready(cluster: Cluster, operator: OperatorRuntime, exa
     kubeconfig = cluster.server.write_kubeconfig(tmp_path / "kubeconfig")
     cluster.apply_all(examples)
     result = subprocess.run(
-        [kubectl, "--kubeconfig", str(kubeconfig), "wait", "--for=condition=Ready", "voiceagent/billing", "-n", NS, "--timeout=20s"],
+        [
+            kubectl,
+            "--kubeconfig",
+            str(kubeconfig),
+            "wait",
+            "--for=condition=Ready",
+            "voiceagent/billing",
+            "-n",
+            NS,
+            "--timeout=20s",
+        ],
         capture_output=True,
         text=True,
         timeout=30,

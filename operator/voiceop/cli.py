@@ -91,6 +91,62 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from voiceop.scaling.baselines import POLICIES
+    from voiceop.scaling.policy import ScalingConfig
+    from voiceop.scaling.report import plot, table
+    from voiceop.scaling.simulator import read_trace, simulate, summarize
+
+    policies = [p.strip() for value in args.policy for p in value.split(",") if p.strip()]
+    if policies == ["all"]:
+        policies = list(POLICIES)
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        print(
+            f"error: --policy: unknown {', '.join(unknown)}; one of {', '.join(POLICIES)} or all",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID_INPUT
+    try:
+        calls = read_trace(args.trace)
+    except (OSError, ValueError) as error:
+        print(f"error: --trace: {error}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    try:
+        config = ScalingConfig(
+            calls_per_pod=args.calls_per_pod,
+            target_utilization=args.target_utilization,
+            pod_startup_seconds=args.pod_startup,
+            min_replicas=args.min_replicas,
+            max_replicas=args.max_replicas,
+            scale_down_delay_seconds=args.scale_down_delay,
+        )
+        if not 0 < config.target_utilization <= 1 or config.calls_per_pod < 1:
+            raise ValueError("--target-utilization must be in (0, 1] and --calls-per-pod >= 1")
+        if config.min_replicas > config.max_replicas:
+            raise ValueError("--min-replicas must not exceed --max-replicas")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    results = {policy: simulate(calls, policy, config) for policy in policies}
+    rows = [summarize(policy, result) for policy, result in results.items()]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=False))
+    else:
+        oracle = sum(r.pod_seconds for r in results["oracle"].values()) if "oracle" in results else None
+        print(table(rows, oracle))
+    if args.plot:
+        plot(
+            results,
+            args.plot,
+            f"{Path(args.trace).name}: {args.calls_per_pod} calls/pod, {args.pod_startup:g} s start-up",
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceop", description="Run voice-AI agents on Kubernetes.")
     parser.add_argument("--version", action="version", version=f"voiceop {__version__}")
@@ -113,6 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("-o", "--output", metavar="DIR", help="write one file per object into DIR")
     render.set_defaults(run=cmd_render)
+
+    sim = commands.add_parser("simulate", help="replay a call trace against an autoscaling policy")
+    sim.add_argument("--trace", required=True, metavar="CSV", help="start,duration,region per call")
+    sim.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="builtin, hpa, keda, kpa, agones, oracle (repeatable or comma-separated; all)",
+    )
+    sim.add_argument("--calls-per-pod", type=int, default=10)
+    sim.add_argument("--target-utilization", type=float, default=0.7)
+    sim.add_argument("--pod-startup", type=float, default=10.0, metavar="S")
+    sim.add_argument("--min-replicas", type=int, default=1)
+    sim.add_argument("--max-replicas", type=int, default=1000)
+    sim.add_argument("--scale-down-delay", type=float, default=300.0, metavar="S")
+    sim.add_argument("--json", action="store_true", help="one JSON object per policy")
+    sim.add_argument("--plot", metavar="PNG", help="calls, pods and rejections over time (needs matplotlib)")
+    sim.set_defaults(run=cmd_simulate)
 
     run = commands.add_parser("run", help="run the operator against the cluster in kubeconfig or in-cluster")
     run.add_argument(

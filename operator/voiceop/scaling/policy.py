@@ -1,0 +1,180 @@
+"""The builtin autoscaling policy: pure, per agent and region, one decision per tick.
+
+    desired = ceil(calls / (callsPerPod x targetUtilization))
+
+raised ahead of climbing demand by what will arrive while a new pod starts (the net growth of
+live calls over a short window, times the start-up time: Knative's panic idea, on calls), and
+by one step when p95 voice latency breaches the SLO; held for `scaleDownDelaySeconds` before
+going down (the highest recommendation of that window wins, as the HPA's stabilization);
+bounded by min/max, the Region's capacity and the AIBackend's quota, but never below what the
+live calls need (`ceil(calls / callsPerPod)`), whatever a bound says.
+
+Scale-in is call-safe: pods leave the serving set (readiness gate false, lowest
+pod-deletion-cost) fewest-calls first, and are removed only when empty or past
+`maxCallDurationSeconds`. When demand comes back, draining pods serve again before new ones
+start.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+PodState = Literal["starting", "serving", "draining"]
+
+GROWTH_WINDOW_SECONDS = 6.0  # short, like Knative's panic window: react within seconds
+LATENCY_STEP = 0.1  # a latency breach adds 10% (at least one pod)
+PROJECTION_HOLD = 2  # start-up horizons a projected need is kept
+# A projection is planned at this utilization, between the target and full: the target's own
+# headroom already absorbs part of the growth, and planning it twice costs pods all day.
+PROJECTION_UTILIZATION = 0.85
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    state: PodState
+    calls: int
+    draining_since: float | None = None  # when it left the serving set
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    calls_per_pod: int
+    target_utilization: float = 0.7
+    pod_startup_seconds: float = 10.0
+    tick_seconds: float = 2.0
+    latency_slo_ms: int = 800
+    scale_down_delay_seconds: float = 300.0
+    min_replicas: int = 1
+    max_replicas: int = 100
+    max_call_duration_seconds: float = 3600.0
+    # Further caps, each with the name ScalingLimited reports: e.g. {"Region eu-west
+    # capacity.maxMediaPods": 12, "AIBackend gpt limits.maxConcurrentSessions": 40}.
+    caps: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass
+class ScalerMemory:
+    """What one region's scaler remembers between ticks."""
+
+    calls: deque[tuple[float, int]] = field(default_factory=deque)  # (time, live calls)
+    recommendations: deque[tuple[float, int]] = field(default_factory=deque)  # real demand
+    projections: deque[tuple[float, int]] = field(default_factory=deque)  # projected demand
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int  # pods that should serve calls
+    replicas: int  # the Deployment's replicas: desired, plus draining pods still running
+    drain: tuple[str, ...]  # leave the serving set now
+    undrain: tuple[str, ...]  # back into the serving set
+    remove: tuple[str, ...]  # empty (or past the longest call): delete now
+    limited_by: str | None  # the bound that kept `desired` below what demand asked
+    wanted: int  # what demand asked before bounds
+
+
+def growth(memory: ScalerMemory, now: float, calls: int) -> tuple[float, float]:
+    """Live calls gained per second over the growth window, and how fast that gain grows.
+
+    Both are 0 when calls are steady or falling; the second catches a ramp (a TV spot)
+    that a straight-line projection would fall behind.
+    """
+    memory.calls.append((now, calls))
+    while memory.calls and memory.calls[0][0] < now - 2 * GROWTH_WINDOW_SECONDS:
+        memory.calls.popleft()
+
+    def rate(since: float, until: float) -> float | None:
+        inside = [(t, c) for t, c in memory.calls if since <= t <= until]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] <= 0:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+    recent = rate(now - GROWTH_WINDOW_SECONDS, now)
+    earlier = rate(now - 2 * GROWTH_WINDOW_SECONDS, now - GROWTH_WINDOW_SECONDS)
+    if recent is None or recent <= 0:
+        return 0.0, 0.0
+    speeding = max(0.0, (recent - (earlier or 0.0)) / GROWTH_WINDOW_SECONDS)
+    return recent, speeding
+
+
+def stabilized(history: deque[tuple[float, int]], now: float, value: int, window: float) -> int:
+    """The highest value of the last `window` seconds: down only once it stayed down."""
+    history.append((now, value))
+    while history and history[0][0] < now - window:
+        history.popleft()
+    return max(v for _, v in history)
+
+
+def bounded(wanted: int, floor: int, config: ScalingConfig) -> tuple[int, str | None]:
+    """Apply min/max and caps; the live-call floor beats every upper bound."""
+    desired = max(wanted, config.min_replicas)
+    limited_by = None
+    for name, cap in (("maxReplicas", config.max_replicas), *config.caps):
+        if desired > cap:
+            desired, limited_by = cap, name
+    return max(desired, floor), limited_by
+
+
+def decide(
+    pods: Sequence[PodView],
+    now: float,
+    config: ScalingConfig,
+    memory: ScalerMemory,
+    p95_latency_ms: float | None = None,
+) -> Decision:
+    calls = sum(p.calls for p in pods)
+    serving = [p for p in pods if p.state == "serving"]
+    starting = [p for p in pods if p.state == "starting"]
+    draining = [p for p in pods if p.state == "draining"]
+    per_pod_target = config.calls_per_pod * config.target_utilization
+
+    # What the calls of now need, held for the scale-down delay (only real demand is held:
+    # a projection that did not come true must not keep pods for five minutes).
+    need_now = math.ceil(calls / per_pod_target)
+    if p95_latency_ms is not None and p95_latency_ms > config.latency_slo_ms:
+        current = len(serving) + len(starting)
+        need_now = max(need_now, current + max(1, math.ceil(current * LATENCY_STEP)))
+    held = stabilized(memory.recommendations, now, need_now, config.scale_down_delay_seconds)
+    # What will be live when a pod started now can serve: growth, and its own growth.
+    gain, speeding = growth(memory, now, calls)
+    horizon = config.pod_startup_seconds + config.tick_seconds
+    projected = calls + gain * horizon + 0.5 * speeding * horizon**2
+    # A projection is held for a few start-up times, so that noise does not flap pods.
+    projected_need = math.ceil(
+        projected / (config.calls_per_pod * max(PROJECTION_UTILIZATION, config.target_utilization))
+    )
+    ahead = stabilized(memory.projections, now, projected_need, PROJECTION_HOLD * horizon)
+    wanted = max(held, ahead)
+
+    # Calls on pods already draining stay there; the serving set must hold the rest.
+    floor = math.ceil(sum(p.calls for p in serving + starting) / config.calls_per_pod)
+    desired, limited_by = bounded(wanted, floor, config)
+    if limited_by is not None and desired >= wanted:
+        limited_by = None
+
+    active = len(serving) + len(starting)
+    drain: list[str] = []
+    undrain: list[str] = []
+    if desired > active:
+        # Draining pods are warm: they take calls again before any new pod is started.
+        back = sorted(draining, key=lambda p: -p.calls)[: desired - active]
+        undrain = [p.name for p in back]
+        draining = [p for p in draining if p.name not in undrain]
+    elif desired < active:
+        # Starting pods go first (no calls, not yet useful), then the emptiest serving pods.
+        candidates = sorted(starting, key=lambda p: p.name) + sorted(serving, key=lambda p: (p.calls, p.name))
+        drain = [p.name for p in candidates[: active - desired]]
+        draining = draining + [p for p in pods if p.name in drain]
+
+    remove = [
+        p.name
+        for p in draining
+        if p.calls == 0
+        or (p.draining_since is not None and now - p.draining_since >= config.max_call_duration_seconds)
+    ]
+    replicas = desired + len(draining) - len(remove)
+    return Decision(desired, replicas, tuple(drain), tuple(undrain), tuple(remove), limited_by, wanted)

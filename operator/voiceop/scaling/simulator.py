@@ -1,0 +1,379 @@
+"""A discrete-event simulation of media pods serving a call trace under an autoscaler.
+
+Events, in time order: calls end, pods become ready, pods are killed, autoscalers tick,
+metrics are sampled, calls arrive. A call is placed on the serving pod with the fewest calls
+that has a free slot (least-connections, as a SIP edge does) and is rejected when none has.
+A pod an autoscaler removes stops taking calls at once; calls still on it when its grace
+period ends are dropped. Regions are simulated side by side, each with its own autoscaler.
+
+Measured: calls, rejected, dropped, pod-seconds (every pod that exists, from creation to
+removal, starting and draining included), scale events (changes of the replica target), and
+time to capacity: the longest stretch during which the pods ready to serve were fewer than the
+target-utilization need, ceil(live calls / (callsPerPod x targetUtilization)).
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voiceop.scaling.baselines import Autoscaler, RegionView, make_autoscaler
+from voiceop.scaling.policy import Decision, PodView, ScalingConfig
+
+DEFAULT_REGION = "default"
+SAMPLE_SECONDS = 1.0
+TIMELINE_SECONDS = 10.0
+# Events at the same instant: free slots and new pods first, arrivals last.
+CALL_END, POD_READY, POD_KILL, SAMPLE, TICK, ARRIVAL = range(6)
+
+
+@dataclass(frozen=True)
+class Call:
+    start: float
+    duration: float
+    region: str = DEFAULT_REGION
+
+
+def read_trace(path: Path | str) -> list[Call]:
+    """A CSV with the header `start,duration,region` (region may be empty)."""
+    with open(path, newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        missing = {"start", "duration", "region"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(
+                f"{path}: the header must be start,duration,region (missing {', '.join(sorted(missing))})"
+            )
+        calls = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                start, duration = float(row["start"]), float(row["duration"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}:{line}: start and duration must be numbers") from None
+            if start < 0 or duration <= 0:
+                raise ValueError(f"{path}:{line}: start must be >= 0 and duration > 0")
+            calls.append(Call(start, duration, (row.get("region") or "").strip() or DEFAULT_REGION))
+    return sorted(calls, key=lambda c: c.start)
+
+
+def latency_p95_ms(calls: int, serving_pods: int, calls_per_pod: int) -> float:
+    """A voice latency model: flat until pods run hot (450 ms + 600 ms x utilization^4)."""
+    if serving_pods == 0:
+        return 450.0
+    utilization = min(1.0, calls / (serving_pods * calls_per_pod))
+    return 450.0 + 600.0 * utilization**4
+
+
+@dataclass
+class SimPod:
+    name: str
+    created: float
+    state: str = "starting"  # starting, serving, draining, terminating
+    calls: set[int] = field(default_factory=set)
+    ready_at: float = 0.0
+    draining_since: float | None = None
+
+
+@dataclass
+class RegionResult:
+    calls: int = 0
+    rejected: int = 0
+    dropped: int = 0
+    pod_seconds: float = 0.0
+    scale_events: int = 0
+    time_to_capacity_s: float = 0.0
+    timeline: list[tuple[float, int, int, int]] = field(default_factory=list)
+
+
+class RegionSim:
+    def __init__(self, name: str, autoscaler: Autoscaler, config: ScalingConfig, startup: float) -> None:
+        self.name = name
+        self.autoscaler = autoscaler
+        self.config = config
+        self.startup = startup
+        self.pods: dict[str, SimPod] = {}
+        self.replicas = 0
+        self.result = RegionResult()
+        self.history: deque[tuple[float, int, int]] = deque()  # (time, calls, calls incl. terminating)
+        self._names = itertools.count()
+        self._last_time = 0.0
+        self._under_since: float | None = None
+        # (time, live calls, pods, rejected so far) every TIMELINE_SECONDS, for plots.
+        self.timeline: list[tuple[float, int, int, int]] = []
+
+    # --- bookkeeping between events -------------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        self.result.pod_seconds += len(self.pods) * (now - self._last_time)
+        self._last_time = now
+
+    def check_capacity(self, now: float) -> None:
+        live = sum(len(p.calls) for p in self.pods.values() if p.state != "terminating")
+        need = math.ceil(live / (self.config.calls_per_pod * self.config.target_utilization))
+        serving = sum(1 for p in self.pods.values() if p.state == "serving")
+        if serving < need:
+            if self._under_since is None:
+                self._under_since = now
+        elif self._under_since is not None:
+            self.result.time_to_capacity_s = max(self.result.time_to_capacity_s, now - self._under_since)
+            self._under_since = None
+
+    def finish(self, now: float) -> None:
+        self.advance(now)
+        if self._under_since is not None:
+            self.result.time_to_capacity_s = max(self.result.time_to_capacity_s, now - self._under_since)
+
+    # --- pods -----------------------------------------------------------------------------
+
+    def running(self) -> list[SimPod]:
+        return [p for p in self.pods.values() if p.state != "terminating"]
+
+    def new_pod(self, now: float, sim: Simulation, *, ready: bool = False) -> None:
+        pod = SimPod(f"{self.name}-{next(self._names)}", created=now)
+        self.pods[pod.name] = pod
+        if ready:
+            pod.state, pod.ready_at = "serving", now
+        else:
+            sim.push(now + self.startup, POD_READY, (self, pod.name))
+
+    def terminate(self, pod: SimPod, now: float, grace: float, sim: Simulation) -> None:
+        pod.state = "terminating"
+        if not pod.calls:
+            self.remove(pod)
+        else:
+            sim.push(now + grace, POD_KILL, (self, pod.name))
+
+    def remove(self, pod: SimPod) -> None:
+        self.pods.pop(pod.name, None)
+
+    def view(self, now: float) -> RegionView:
+        lag = self.autoscaler.metric_lag_seconds
+        seen = [h for h in self.history if h[0] <= now - lag]
+        _, calls, with_terminating = seen[-1] if seen else (now, 0, 0)
+        serving = [p for p in self.pods.values() if p.state == "serving"]
+        pods = [
+            PodView(p.name, p.state, len(p.calls), p.draining_since)  # type: ignore[arg-type]
+            for p in self.running()
+        ]
+        p95 = latency_p95_ms(sum(len(p.calls) for p in serving), len(serving), self.config.calls_per_pod)
+        return RegionView(now, pods, self.replicas, calls, with_terminating, p95)
+
+    # --- autoscaling ----------------------------------------------------------------------
+
+    def tick(self, now: float, sim: Simulation) -> None:
+        outcome = self.autoscaler.step(self.view(now))
+        if isinstance(outcome, Decision):
+            self.apply_decision(outcome, now, sim)
+        else:
+            self.apply_replicas(outcome, now, sim)
+
+    def _set_target(self, target: int) -> None:
+        if target != self.replicas:
+            self.result.scale_events += 1
+            self.replicas = target
+
+    def apply_decision(self, decision: Decision, now: float, sim: Simulation) -> None:
+        for name in decision.undrain:
+            pod = self.pods[name]
+            pod.state, pod.draining_since = "serving", None
+        for name in decision.drain:
+            pod = self.pods[name]
+            pod.state, pod.draining_since = "draining", now
+        for name in decision.remove:
+            pod = self.pods[name]
+            self.terminate(pod, now, 30.0, sim)  # empty: gone at once; past the longest call: 30 s
+        active = [p for p in self.running() if p.state in ("starting", "serving")]
+        for _ in range(decision.desired - len(active)):
+            self.new_pod(now, sim)
+        self._set_target(decision.replicas)
+
+    def apply_replicas(self, target: int, now: float, sim: Simulation) -> None:
+        self._set_target(target)
+        running = self.running()
+        if target > len(running):
+            for _ in range(target - len(running)):
+                self.new_pod(now, sim)
+            return
+        excess = len(running) - target
+        if self.autoscaler.victims == "empty-only":
+            empty = sorted(
+                (p for p in running if not p.calls), key=lambda p: (p.state != "starting", -p.created)
+            )
+            for pod in empty[:excess]:
+                self.terminate(pod, now, 0.0, sim)
+            self.replicas = len(self.running())
+            return
+        # ReplicaSet order: not ready first, then the most recently ready (newest).
+        order = sorted(running, key=lambda p: (p.state == "serving", -p.ready_at, -p.created))
+        for pod in order[:excess]:
+            self.terminate(pod, now, self.autoscaler.grace_seconds, sim)
+
+    # --- calls ----------------------------------------------------------------------------
+
+    def place(self, call_id: int, call: Call, sim: Simulation) -> None:
+        self.result.calls += 1
+        best: SimPod | None = None
+        for pod in self.pods.values():
+            if pod.state == "serving" and len(pod.calls) < self.config.calls_per_pod:
+                if best is None or len(pod.calls) < len(best.calls):
+                    best = pod
+        if best is None:
+            self.result.rejected += 1
+            return
+        best.calls.add(call_id)
+        sim.push(call.start + call.duration, CALL_END, (self, best.name, call_id))
+
+    def end_call(self, pod_name: str, call_id: int) -> None:
+        pod = self.pods.get(pod_name)
+        if pod is None or call_id not in pod.calls:
+            return  # dropped with its pod
+        pod.calls.discard(call_id)
+        if pod.state == "terminating" and not pod.calls:
+            self.remove(pod)
+
+    def kill(self, pod_name: str) -> None:
+        pod = self.pods.get(pod_name)
+        if pod is not None:
+            self.result.dropped += len(pod.calls)
+            self.remove(pod)
+
+    def sample(self, now: float) -> None:
+        running = sum(len(p.calls) for p in self.running())
+        total = sum(len(p.calls) for p in self.pods.values())
+        self.history.append((now, running, total))
+        if not self.timeline or now - self.timeline[-1][0] >= TIMELINE_SECONDS:
+            self.timeline.append((now, total, len(self.pods), self.result.rejected))
+        horizon = now - 60.0
+        while self.history and self.history[0][0] < horizon:
+            self.history.popleft()
+
+
+class Simulation:
+    def __init__(self) -> None:
+        self._events: list[tuple[float, int, int, Any]] = []
+        self._seq = itertools.count()
+
+    def push(self, time: float, kind: int, payload: Any) -> None:
+        heapq.heappush(self._events, (time, kind, next(self._seq), payload))
+
+    def run(self, calls: Sequence[Call], regions: dict[str, RegionSim], end: float) -> None:
+        for index, call in enumerate(calls):
+            self.push(call.start, ARRIVAL, (regions[call.region], index))
+        for region in regions.values():
+            # A running system: the minimum is up and serving when the trace starts.
+            for _ in range(max(1, region.config.min_replicas)):
+                region.new_pod(0.0, self, ready=True)
+            region.replicas = max(1, region.config.min_replicas)
+            self.push(0.0, TICK, region)
+            self.push(0.0, SAMPLE, region)
+        while self._events:
+            now, kind, _, payload = heapq.heappop(self._events)
+            if now > end:
+                break
+            region = payload[0] if isinstance(payload, tuple) else payload
+            region.advance(now)
+            if kind == ARRIVAL:
+                region.place(payload[1], calls[payload[1]], self)
+            elif kind == CALL_END:
+                region.end_call(payload[1], payload[2])
+            elif kind == POD_READY:
+                pod = region.pods.get(payload[1])
+                if pod is not None and pod.state == "starting":
+                    pod.state, pod.ready_at = "serving", now
+            elif kind == POD_KILL:
+                region.kill(payload[1])
+            elif kind == TICK:
+                region.tick(now, self)
+                self.push(now + region.autoscaler.tick_seconds, TICK, region)
+            elif kind == SAMPLE:
+                region.sample(now)
+                self.push(now + SAMPLE_SECONDS, SAMPLE, region)
+            region.check_capacity(now)
+        for region in regions.values():
+            region.finish(end)
+
+
+def trace_end(calls: Sequence[Call]) -> float:
+    return max((c.start + c.duration for c in calls), default=0.0)
+
+
+def oracle(calls: Sequence[Call], config: ScalingConfig) -> dict[str, RegionResult]:
+    """Perfect packing: ceil(live calls / callsPerPod) pods every instant, at least 1 per region."""
+    results: dict[str, RegionResult] = {}
+    end = trace_end(calls)
+    for region in sorted({c.region for c in calls}):
+        changes: list[tuple[float, int]] = []
+        for call in (c for c in calls if c.region == region):
+            changes += [(call.start, 1), (call.start + call.duration, -1)]
+        changes.sort(key=lambda e: (e[0], e[1]))  # ends before starts at the same instant
+        result = RegionResult(calls=sum(1 for c in calls if c.region == region))
+        live, last, pods = 0, 0.0, 1
+        for time, delta in changes:
+            result.pod_seconds += pods * (time - last)
+            if not result.timeline or time - result.timeline[-1][0] >= TIMELINE_SECONDS:
+                result.timeline.append((time, live, pods, 0))
+            live += delta
+            last = time
+            now_pods = max(1, math.ceil(live / config.calls_per_pod))
+            if now_pods != pods:
+                result.scale_events += 1
+                pods = now_pods
+        result.pod_seconds += pods * (end - last)
+        results[region] = result
+    return results
+
+
+def simulate(calls: Sequence[Call], policy: str, config: ScalingConfig) -> dict[str, RegionResult]:
+    if policy == "oracle":
+        return oracle(calls, config)
+    end = trace_end(calls)
+    regions = {
+        name: RegionSim(name, make_autoscaler(policy, config), config, config.pod_startup_seconds)
+        for name in sorted({c.region for c in calls})
+    }
+    Simulation().run(calls, regions, end)
+    for region in regions.values():
+        region.result.timeline = region.timeline
+    return {name: region.result for name, region in regions.items()}
+
+
+def summarize(policy: str, results: dict[str, RegionResult]) -> dict[str, Any]:
+    total = RegionResult()
+    for result in results.values():
+        total.calls += result.calls
+        total.rejected += result.rejected
+        total.dropped += result.dropped
+        total.pod_seconds += result.pod_seconds
+        total.scale_events += result.scale_events
+        total.time_to_capacity_s = max(total.time_to_capacity_s, result.time_to_capacity_s)
+    return {
+        "policy": policy,
+        "calls": total.calls,
+        "rejected": total.rejected,
+        "rejected_pct": round(100 * total.rejected / total.calls, 4) if total.calls else 0.0,
+        "dropped": total.dropped,
+        "pod_seconds": round(total.pod_seconds, 1),
+        "scale_events": total.scale_events,
+        "time_to_capacity_s": round(total.time_to_capacity_s, 1),
+        "regions": {
+            name: {
+                "calls": r.calls,
+                "rejected": r.rejected,
+                "dropped": r.dropped,
+                "pod_seconds": round(r.pod_seconds, 1),
+                "scale_events": r.scale_events,
+                "time_to_capacity_s": round(r.time_to_capacity_s, 1),
+            }
+            for name, r in results.items()
+        },
+    }
+
+
+def regions_of(calls: Iterable[Call]) -> list[str]:
+    return sorted({c.region for c in calls})

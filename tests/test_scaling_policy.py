@@ -1,0 +1,157 @@
+"""The builtin policy: call-safe, bounded, quick on the way up, steady under steady load."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voiceop.scaling.policy import PodView, ScalerMemory, ScalingConfig, decide
+
+CONFIG = ScalingConfig(calls_per_pod=10, target_utilization=0.7, min_replicas=1, max_replicas=50)
+
+
+def serving(*calls: int) -> list[PodView]:
+    return [PodView(f"pod-{i}", "serving", c) for i, c in enumerate(calls)]
+
+
+def test_desired_is_calls_over_target_capacity() -> None:
+    decision = decide(serving(7, 7, 7, 7), 0.0, CONFIG, ScalerMemory())
+    assert decision.desired == 4  # 28 calls / 7 per pod
+    decision = decide(serving(10, 10, 10, 10), 0.0, CONFIG, ScalerMemory())
+    assert decision.desired == math.ceil(40 / 7)
+
+
+def test_growth_is_met_ahead_of_time() -> None:
+    memory = ScalerMemory()
+    desired = [
+        decide(serving(*[c // 4] * 4), t, CONFIG, memory).desired
+        for t, c in ((0, 40), (2, 52), (4, 64), (6, 76))
+    ]
+    assert desired[-1] > math.ceil(76 / 7), "climbing calls are provisioned for what arrives during start-up"
+
+
+def test_latency_over_slo_adds_pods() -> None:
+    calm = decide(serving(5, 5, 5, 5), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=500)
+    slow = decide(serving(5, 5, 5, 5), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=1200)
+    assert slow.desired > calm.desired and slow.desired >= 5
+
+
+def test_scale_down_waits_for_the_delay_then_drains_the_emptiest_pods() -> None:
+    memory = ScalerMemory()
+    decide(serving(7, 7, 7, 7, 7, 7), 0.0, CONFIG, memory)
+    early = decide(serving(1, 3, 0, 2, 1, 1), 100.0, CONFIG, memory)
+    assert early.desired == 6 and early.drain == ()
+    late = decide(serving(1, 3, 0, 2, 1, 1), 301.0, CONFIG, memory)
+    assert late.desired == math.ceil(8 / 7)
+    assert set(late.drain) == {"pod-2", "pod-0", "pod-4", "pod-5"}  # fewest calls first
+    assert late.remove == ("pod-2",)  # only the empty one goes now
+    assert late.replicas == late.desired + len(late.drain) - len(late.remove)
+
+
+def test_draining_pods_go_only_when_empty_or_past_the_longest_call() -> None:
+    config = ScalingConfig(calls_per_pod=10, max_call_duration_seconds=600, scale_down_delay_seconds=0)
+    pods = [
+        PodView("a", "serving", 1),
+        PodView("b", "draining", 2, draining_since=0.0),
+        PodView("c", "draining", 0, draining_since=0.0),
+    ]
+    decision = decide(pods, 100.0, config, ScalerMemory())
+    assert decision.remove == ("c",)
+    decision = decide(pods, 700.0, config, ScalerMemory())
+    assert set(decision.remove) == {"b", "c"}
+
+
+def test_returning_demand_reuses_draining_pods_before_starting_new_ones() -> None:
+    pods = [*serving(7, 7), PodView("warm", "draining", 3, draining_since=0.0)]
+    decision = decide(pods, 10.0, CONFIG, ScalerMemory())
+    assert decision.undrain == ("warm",)
+    assert decision.desired == 3
+
+
+def test_scaling_limited_names_the_cap() -> None:
+    config = ScalingConfig(
+        calls_per_pod=10, max_replicas=50, caps=(("Region eu-west capacity.maxMediaPods", 3),)
+    )
+    decision = decide(serving(7, 7, 7, 7, 7), 0.0, config, ScalerMemory())
+    assert decision.limited_by == "Region eu-west capacity.maxMediaPods"
+    assert decision.desired == 4, "35 live calls need 4 pods whatever the cap says"
+    assert decide(serving(2), 0.0, config, ScalerMemory()).limited_by is None
+
+
+pod_lists = st.lists(
+    st.tuples(st.sampled_from(["starting", "serving", "draining"]), st.integers(0, 10)),
+    min_size=0,
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pod_lists, st.integers(0, 20), st.integers(1, 60), st.floats(0.1, 1.0), st.floats(0, 5000))
+def test_never_below_live_call_needs_and_within_bounds(
+    raw: list[tuple[str, int]], low: int, high: int, utilization: float, p95: float
+) -> None:
+    config = ScalingConfig(
+        calls_per_pod=10, target_utilization=utilization, min_replicas=min(low, high), max_replicas=high
+    )
+    pods = [
+        PodView(f"p{i}", state, 0 if state == "starting" else calls, 0.0 if state == "draining" else None)  # type: ignore[arg-type]
+        for i, (state, calls) in enumerate(raw)
+    ]
+    decision = decide(pods, 10.0, config, ScalerMemory(), p95_latency_ms=p95)
+    live_need = math.ceil(sum(p.calls for p in pods if p.state != "draining") / 10)
+    assert decision.desired >= live_need
+    assert decision.desired >= config.min_replicas
+    assert decision.desired <= max(config.max_replicas, live_need)
+    for pod in pods:
+        if pod.name in decision.remove:
+            assert pod.calls == 0 or (
+                pod.draining_since is not None
+                and 10.0 - pod.draining_since >= config.max_call_duration_seconds
+            )
+    assert decision.replicas >= decision.desired
+
+
+def run_steady(total_calls: int, start_pods: int, ticks: int) -> list[tuple[int, int, int, int]]:
+    """Apply each decision (pods start at once) under a constant number of live calls."""
+    memory = ScalerMemory()
+    pods = [f"p{i}" for i in range(start_pods)]
+    draining: set[str] = set()
+    made = start_pods
+    log = []
+    for tick in range(ticks):
+        now = tick * 2.0
+        active = [p for p in pods if p not in draining]
+        share = (
+            [
+                total_calls // len(active) + (1 if i < total_calls % len(active) else 0)
+                for i in range(len(active))
+            ]
+            if active
+            else []
+        )
+        views = [PodView(p, "serving", c) for p, c in zip(active, share)] + [
+            PodView(p, "draining", 0, 0.0) for p in draining
+        ]
+        decision = decide(views, now, CONFIG, memory)
+        draining |= set(decision.drain)
+        draining -= set(decision.undrain)
+        for name in decision.remove:
+            pods.remove(name)
+            draining.discard(name)
+        new = decision.desired - len([p for p in pods if p not in draining])
+        for _ in range(max(0, new)):
+            pods.append(f"p{made}")
+            made += 1
+        log.append((decision.desired, len(decision.drain), len(decision.undrain), max(0, new)))
+    return log
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300), st.integers(1, 40))
+def test_no_flapping_under_constant_load(total_calls: int, start_pods: int) -> None:
+    log = run_steady(total_calls, start_pods, 400)  # 800 s: past the 300 s scale-down delay
+    settled = log[200:]
+    assert len({desired for desired, *_ in settled}) == 1
+    assert all(drained == undrained == new == 0 for _, drained, undrained, new in settled)

@@ -1,0 +1,170 @@
+"""The call-trace simulator and its baselines, on traces small enough to check by hand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voiceop.scaling.baselines import AgonesCounter, HpaPods, KnativeKpa, RegionView
+from voiceop.scaling.policy import PodView, ScalingConfig
+from voiceop.scaling.simulator import Call, read_trace, simulate, summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ScalingConfig(
+    calls_per_pod=2,
+    target_utilization=1.0,
+    pod_startup_seconds=10,
+    max_replicas=10,
+    scale_down_delay_seconds=0,
+)
+
+
+def test_oracle_packs_perfectly() -> None:
+    calls = [Call(0, 10), Call(0, 10), Call(0, 10), Call(5, 20)]
+    result = simulate(calls, "oracle", CONFIG)["default"]
+    # 0-5 s: 3 calls -> 2 pods; 5-10 s: 4 calls -> 2 pods; 10-25 s: 1 call -> 1 pod.
+    assert result.pod_seconds == pytest.approx(2 * 10 + 1 * 15)
+    assert result.rejected == result.dropped == 0
+
+
+def test_a_call_without_a_free_slot_is_rejected() -> None:
+    calls = [Call(0, 100), Call(0.1, 100), Call(0.2, 100)]  # one pod with 2 slots at the start
+    result = summarize("builtin", simulate(calls, "builtin", CONFIG))
+    assert result["rejected"] == 1 and result["calls"] == 3
+
+
+def test_replicaset_victims_drop_calls_past_the_grace_period_and_builtin_does_not() -> None:
+    # A call every 3 s for 2 minutes; every fifth lasts 25 minutes, the rest under 4: when the
+    # short ones are gone, the long ones sit on pods a scale-in picks.
+    calls = [Call(t * 3.0, 1500 if t % 5 == 0 else 200) for t in range(40)]
+    config = ScalingConfig(
+        calls_per_pod=2,
+        target_utilization=0.5,
+        pod_startup_seconds=1,
+        max_replicas=40,
+        scale_down_delay_seconds=0,
+    )
+    hpa = simulate(calls, "hpa", config)["default"]
+    builtin = simulate(calls, "builtin", config)["default"]
+    assert hpa.dropped > 0, "newest-first victims with a 30 s grace period cut long calls"
+    assert builtin.dropped == 0
+    assert builtin.rejected <= hpa.rejected
+
+
+def test_two_regions_are_simulated_side_by_side() -> None:
+    calls = [Call(0, 30, "eu"), Call(1, 30, "us"), Call(2, 30, "us")]
+    results = simulate(calls, "builtin", CONFIG)
+    assert set(results) == {"eu", "us"}
+    assert results["us"].calls == 2 and results["eu"].calls == 1
+
+
+def test_hpa_rule_tolerance_and_scale_up_limit() -> None:
+    hpa = HpaPods(ScalingConfig(calls_per_pod=10, target_utilization=0.7, max_replicas=100))
+    pods = [PodView(f"p{i}", "serving", 7) for i in range(4)]
+    assert hpa.step(RegionView(0, pods, 4, 28, 28)) == 4  # ratio 1.0: inside the tolerance
+    hot = [PodView(f"p{i}", "serving", 10) for i in range(4)]
+    assert hpa.step(RegionView(15, hot, 4, 40, 40)) == 6  # ceil(40 / 7)
+    swamped = [PodView(f"p{i}", "serving", 10) for i in range(2)]
+    assert (
+        HpaPods(ScalingConfig(calls_per_pod=1, max_replicas=100)).step(RegionView(0, swamped, 2, 20, 20)) == 6
+    )  # max(2N, N+4)
+
+
+def test_kpa_panics_on_a_burst() -> None:
+    kpa = KnativeKpa(ScalingConfig(calls_per_pod=10, target_utilization=0.7, max_replicas=100))
+    pods = [PodView("a", "serving", 5)]
+    for t in range(0, 60, 2):
+        kpa.step(RegionView(t, pods, 1, 5, 5))
+    burst = kpa.step(RegionView(60, pods, 1, 50, 50))
+    assert burst >= 2 and kpa.panic_since == 60
+
+
+def test_agones_never_removes_a_pod_with_calls() -> None:
+    agones = AgonesCounter(ScalingConfig(calls_per_pod=10, max_replicas=100))
+    pods = [PodView(f"p{i}", "serving", 1) for i in range(10)]
+    assert agones.step(RegionView(0, pods, 10, 10, 10)) == 10  # every pod holds a call
+
+
+def test_read_trace_names_the_bad_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("start,duration,region\n0,10,eu\nx,10,eu\n")
+    with pytest.raises(ValueError, match=r"bad.csv:3"):
+        read_trace(bad)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("begin,length\n0,1\n")
+    with pytest.raises(ValueError, match="header"):
+        read_trace(wrong)
+
+
+def test_simulate_cli_json_and_plot(tmp_path: Path) -> None:
+    trace = tmp_path / "small.csv"
+    trace.write_text(
+        "start,duration,region\n"
+        + "".join(f"{t},{60 + t % 50},{'eu' if t % 3 else ''}\n" for t in range(0, 600, 2))
+    )
+    plot = tmp_path / "plot.png"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voiceop",
+            "simulate",
+            "--trace",
+            str(trace),
+            "--policy",
+            "builtin,hpa",
+            "--json",
+            "--plot",
+            str(plot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["policy"] for r in rows] == ["builtin", "hpa"]
+    for key in (
+        "policy",
+        "calls",
+        "rejected",
+        "dropped",
+        "pod_seconds",
+        "scale_events",
+        "time_to_capacity_s",
+    ):
+        assert key in rows[0]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_simulate_cli_refuses_bad_options(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voiceop",
+            "simulate",
+            "--trace",
+            str(tmp_path / "none.csv"),
+            "--policy",
+            "magic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "unknown magic" in result.stderr
+
+
+def test_bundled_traces_parse() -> None:
+    for name in ("diurnal", "burst", "two_regions"):
+        calls = read_trace(ROOT / "benchmarks" / "traces" / f"{name}.csv")
+        assert len(calls) > 10_000
+    assert {c.region for c in read_trace(ROOT / "benchmarks" / "traces" / "two_regions.csv")} == {
+        "eu-west",
+        "us-east",
+    }
