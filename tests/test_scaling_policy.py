@@ -131,7 +131,7 @@ def run_steady(total_calls: int, start_pods: int, ticks: int) -> list[tuple[int,
             if active
             else []
         )
-        views = [PodView(p, "serving", c) for p, c in zip(active, share)] + [
+        views = [PodView(p, "serving", c) for p, c in zip(active, share, strict=True)] + [
             PodView(p, "draining", 0, 0.0) for p in draining
         ]
         decision = decide(views, now, CONFIG, memory)

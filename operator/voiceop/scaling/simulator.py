@@ -218,11 +218,10 @@ class RegionSim:
 
     def place(self, call_id: int, call: Call, sim: Simulation) -> None:
         self.result.calls += 1
-        best: SimPod | None = None
-        for pod in self.pods.values():
-            if pod.state == "serving" and len(pod.calls) < self.config.calls_per_pod:
-                if best is None or len(pod.calls) < len(best.calls):
-                    best = pod
+        open_pods = (
+            p for p in self.pods.values() if p.state == "serving" and len(p.calls) < self.config.calls_per_pod
+        )
+        best = min(open_pods, key=lambda p: len(p.calls), default=None)
         if best is None:
             self.result.rejected += 1
             return
