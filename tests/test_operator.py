@@ -87,6 +87,26 @@ def all_children(cluster: Cluster, name: str) -> dict[tuple[str, str], dict[str,
     return found
 
 
+def fingerprint(obj: dict[str, Any]) -> Any:
+    """What a change shows in: the pod template of a Deployment (replicas are the scaler's),
+    the resourceVersion of anything else."""
+    if obj["kind"] == "Deployment":
+        return json.dumps(obj["spec"]["template"], sort_keys=True)
+    return obj["metadata"]["resourceVersion"]
+
+
+def scaled_to_minimum(cluster: Cluster) -> bool:
+    """The builtin autoscaler has settled an idle billing agent at its minimums."""
+    replicas = {
+        n: (d["spec"] or {}).get("replicas", 1)
+        for n, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
+    }
+    status = (agent(cluster, "billing") or {}).get("status") or {}
+    desired = {r["name"]: r["desiredReplicas"] for r in status.get("regions") or []}
+    minimums = {"eu-west": 2, "us-east": 2, "ap-southeast": 1}
+    return replicas == {f"billing-{r}": m for r, m in minimums.items()} and desired == minimums
+
+
 def settle(runtime: OperatorRuntime, seconds: float = 0.3) -> None:
     """Wait until the reconcile queue has been empty for `seconds`."""
     quiet_since = None
@@ -169,9 +189,7 @@ def test_changing_a_backend_changes_only_the_runtime_configmap(
     cluster.apply_all(examples)
     wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
     settle(operator)
-    before = {
-        key: obj["metadata"]["resourceVersion"] for key, obj in all_children(cluster, "billing").items()
-    }
+    before = {key: fingerprint(obj) for key, obj in all_children(cluster, "billing").items()}
     backend = example(examples, "AIBackend", "openai-realtime")
     backend["spec"]["model"] = "gpt-realtime-2"
     cluster.apply(backend)
@@ -182,7 +200,7 @@ def test_changing_a_backend_changes_only_the_runtime_configmap(
         what="ConfigMap updated",
     )
     settle(operator)
-    after = {key: obj["metadata"]["resourceVersion"] for key, obj in all_children(cluster, "billing").items()}
+    after = {key: fingerprint(obj) for key, obj in all_children(cluster, "billing").items()}
     changed = {key for key in before if before[key] != after.get(key)}
     assert changed == {("ConfigMap", "billing-runtime")}
 
@@ -316,8 +334,7 @@ def test_backend_down_fails_over_in_status_and_configmap_without_rolling_pods(
     wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
     settle(operator)
     deployments_before = {
-        name: d["metadata"]["resourceVersion"]
-        for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
+        name: fingerprint(d) for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
     }
     probe.modes["openai-realtime"] = "down"
     failed_over = wait_for(
@@ -338,8 +355,7 @@ def test_backend_down_fails_over_in_status_and_configmap_without_rolling_pods(
         lambda: any(e["reason"] == "BackendFailover" for e in cluster.events(NS, "billing")), what="event"
     )
     deployments_after = {
-        name: d["metadata"]["resourceVersion"]
-        for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
+        name: fingerprint(d) for name, d in cluster.children("Deployment", NS, "apps/v1", "billing").items()
     }
     assert deployments_after == deployments_before, "a failover must not roll media pods"
     probe.modes.clear()
@@ -449,7 +465,8 @@ def test_resync_of_an_unchanged_world_writes_nothing(
 ) -> None:
     cluster.apply_all(examples)
     wait_for(lambda: is_ready(cluster, "billing") and is_ready(cluster, "support"), what="agents Ready")
-    settle(operator, 1.2)  # past one probe interval: probe status written, then quiet
+    wait_for(lambda: scaled_to_minimum(cluster), what="autoscaler settled")
+    settle(operator, 2.5)  # past a probe interval and a scaler tick: then quiet
     writes = ("create", "update", "patch", "delete")
     before = {verb: cluster.store.request_counts.get(verb, 0) for verb in writes}
     reconciler = operator.reconciler
@@ -481,12 +498,15 @@ def test_a_restarted_operator_writes_nothing(cluster: Cluster, examples: list[di
     with running_operator(cluster) as first:
         cluster.apply_all(examples)
         wait_for(lambda: is_ready(cluster, "billing") and is_ready(cluster, "support"), what="agents Ready")
-        settle(first, 0.5)
+        wait_for(lambda: scaled_to_minimum(cluster), what="autoscaler settled")
+        settle(first, 2.5)  # past a scaler tick
     writes = ("create", "update", "patch", "delete")
     before = {verb: cluster.store.request_counts.get(verb, 0) for verb in writes}
+    mark = len(cluster.store.request_log)
     with running_operator(cluster) as second:
-        settle(second, 1.0)
+        settle(second, 4.5)  # two scaler ticks
     after = {verb: cluster.store.request_counts.get(verb, 0) for verb in writes}
+    assert not [entry for entry in list(cluster.store.request_log)[mark:] if entry[0] in writes]
     assert after == before
 
 

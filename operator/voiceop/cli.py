@@ -147,6 +147,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_media_sim(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from voiceop.mediasim import main as media_main
+
+    slots = args.calls_per_pod
+    config = os.environ.get("VOICEOP_RUNTIME_CONFIG")
+    if slots is None and config and Path(config).exists():
+        slots = json.loads(Path(config).read_text()).get("callsPerPod")
+    return media_main(args.host, args.port, int(slots or 10))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceop", description="Run voice-AI agents on Kubernetes.")
     parser.add_argument("--version", action="version", version=f"voiceop {__version__}")
@@ -188,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="one JSON object per policy")
     sim.add_argument("--plot", metavar="PNG", help="calls, pods and rejections over time (needs matplotlib)")
     sim.set_defaults(run=cmd_simulate)
+
+    sim_pod = commands.add_parser("media-sim", help="a simulated media pod (metrics, call slots, drain)")
+    sim_pod.add_argument("--host", default="0.0.0.0")
+    sim_pod.add_argument("--port", type=int, default=9090)
+    sim_pod.add_argument(
+        "--calls-per-pod", type=int, help="call slots (default: callsPerPod of the runtime config, or 10)"
+    )
+    sim_pod.set_defaults(run=cmd_media_sim)
 
     run = commands.add_parser("run", help="run the operator against the cluster in kubeconfig or in-cluster")
     run.add_argument(

@@ -123,6 +123,8 @@ class ClusterCache:
         """Children labelled with the agent, by (kind, name)."""
         found = {}
         for kind, table in self.children.items():
+            if kind == "Pod":
+                continue  # made by the ReplicaSet, not by voiceop
             for (ns, name), raw in table.items():
                 labels = raw["metadata"].get("labels") or {}
                 if (

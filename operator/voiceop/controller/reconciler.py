@@ -73,6 +73,7 @@ class RegionSignals:
     active_calls: int = 0
     p95_latency_ms: int | None = None
     desired: int | None = None
+    limited_by: str | None = None
 
 
 @dataclass
@@ -168,6 +169,8 @@ class Reconciler:
             yield ("routes", namespace, "")
         elif kind == "VoiceEndpoint":
             yield ("routes", namespace, "")
+        elif kind == "Pod":
+            return  # pods are the scaler's, read from the cache on its own clock
         else:  # a child
             labels = meta.get("labels") or {}
             if labels.get(AGENT_LABEL):
@@ -309,6 +312,8 @@ class Reconciler:
         backends = self.cache.backends(agent.namespace)
         available = [b for b, backend in backends.items() if backend_available(backend)]
         conditions = agent_conditions(observations, [b.name for b in agent.spec.backends], available, active)
+        if agent.spec.scaling.mode == "builtin":
+            conditions.append(self._scaling_limited(agent))
         live = dict(seen.raw.get("status") or {})
         status: dict[str, Any] = {
             **{k: v for k, v in live.items() if k == "conditions"},
@@ -331,6 +336,17 @@ class Reconciler:
             1 if conditions[0].status == "True" else 0
         )
         await self._patch_status_if_changed(seen, status)
+
+    def _scaling_limited(self, agent: VoiceAgent) -> Cond:
+        limits = {
+            f"{region.name}: {signals.limited_by}"
+            for region in agent.spec.regions
+            if (signals := self.signals.get((agent.namespace, agent.name, region.name)))
+            and signals.limited_by
+        }
+        if limits:
+            return Cond("ScalingLimited", "True", "LimitReached", "; ".join(sorted(limits)))
+        return Cond("ScalingLimited", "False", "WithinBounds", "")
 
     async def _refuse(self, seen: Seen, reason: str, errors: Iterable[FieldError]) -> None:
         """Ready=False naming the fields; nothing else is touched."""

@@ -13,6 +13,7 @@ import kopf
 from voiceop.controller.cache import CHILD_KINDS, VOICEOP_KINDS, ClusterCache
 from voiceop.controller.prober import BackendProber
 from voiceop.controller.reconciler import Reconciler, now_iso
+from voiceop.controller.scaler import Scaler
 from voiceop.kube import KINDS, ApiError, KubeClient
 from voiceop.render.metadata import MANAGED_BY
 
@@ -29,6 +30,7 @@ CHILD_RESOURCES = (
     ("v1", "configmaps"),
     ("policy", "v1", "poddisruptionbudgets"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("v1", "pods"),
 )
 
 
@@ -42,6 +44,7 @@ class OperatorRuntime:
         self.client: KubeClient | None = None
         self.reconciler: Reconciler | None = None
         self.prober: BackendProber | None = None
+        self.scaler: Scaler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._backlog: list[tuple[dict[str, Any], bool]] = []
 
@@ -83,11 +86,12 @@ class OperatorRuntime:
         await self._initial_sync(self.client)
         self.reconciler = Reconciler(self.client, self.cache)
         self.prober = BackendProber(self.cache, self._write_backend_status, now_iso)
+        self.scaler = Scaler(self.client, self.cache, self.reconciler)
         for raw, deleted in self._backlog:
             self.reconciler.observe(raw, deleted)
         self._backlog.clear()
         self.reconciler.enqueue(*self.reconciler.every_key())
-        await asyncio.gather(self.reconciler.run(), self.prober.run())
+        await asyncio.gather(self.reconciler.run(), self.prober.run(), self.scaler.run())
 
     async def _initial_sync(self, client: KubeClient) -> None:
         """List everything once before reconciling anything, as informers sync their caches.

@@ -1,0 +1,248 @@
+"""The live autoscaling loop: every 2 s, per agent and region, read signals, decide, act.
+
+For every agent, whatever its scaling mode, a media pod whose containers are ready and that is
+not draining gets its readiness gate `voiceop.dev/accepting-calls` set True: until then it takes
+no call. In builtin mode the loop also runs the policy (voiceop.scaling.policy): it drains pods
+(gate False, lowest pod-deletion-cost), brings draining pods back, and sets the Deployment's
+replicas through the scale subresource, lowering them only by pods that are empty. What it
+sees (live calls, p95 latency, desired pods, a limit) goes to the agent's status through the
+reconciler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from voiceop.api.v1alpha1 import VoiceAgent
+from voiceop.controller.cache import ClusterCache, Raw
+from voiceop.controller.reconciler import Reconciler, RegionSignals, active_backend
+from voiceop.controller.signals import DirectScraper, PrometheusReader, Reading
+from voiceop.kube import KINDS, ApiError, KubeClient
+from voiceop.render.metadata import ACCEPTING_CALLS, AGENT_LABEL, REGION_LABEL
+from voiceop.render.names import media_name
+from voiceop.scaling.policy import PodView, ScalerMemory, ScalingConfig, decide
+
+logger = logging.getLogger("voiceop.scaler")
+
+TICK_SECONDS = 2.0
+DRAINING_SINCE = "voiceop.dev/draining-since"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+DRAINING_COST = "-1000"
+REMOVE_COST = "-2000"
+
+
+def condition(obj: Raw, kind: str) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return str(cond.get("status"))
+    return None
+
+
+def pod_state(pod: Raw) -> str:
+    if (pod["metadata"].get("annotations") or {}).get(DRAINING_SINCE):
+        return "draining"
+    return "serving" if condition(pod, ACCEPTING_CALLS) == "True" else "starting"
+
+
+def draining_since(pod: Raw) -> float | None:
+    stamp = (pod["metadata"].get("annotations") or {}).get(DRAINING_SINCE)
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else None
+
+
+def with_condition(pod: Raw, kind: str, status: str, reason: str) -> list[dict[str, Any]]:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kept = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != kind]
+    return [*kept, {"type": kind, "status": status, "reason": reason, "lastTransitionTime": now}]
+
+
+@dataclass
+class Scaler:
+    client: KubeClient
+    cache: ClusterCache
+    reconciler: Reconciler
+    tick_seconds: float = TICK_SECONDS
+    memories: dict[tuple[str, str, str], ScalerMemory] = field(default_factory=dict)
+    direct: DirectScraper = field(default_factory=DirectScraper)
+    prometheus: dict[str, PrometheusReader] = field(default_factory=dict)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self.tick()
+                except ApiError as error:
+                    logger.warning("scaling pass failed: %s", error)
+                await asyncio.sleep(max(0.0, self.tick_seconds - (time.monotonic() - started)))
+        finally:
+            await self.direct.close()
+            for reader in self.prometheus.values():
+                await reader.close()
+
+    def pods_of(self, agent: VoiceAgent, region: str) -> list[Raw]:
+        return [
+            raw
+            for (ns, _), raw in self.cache.children["Pod"].items()
+            if ns == agent.namespace
+            and (raw["metadata"].get("labels") or {}).get(AGENT_LABEL) == agent.name
+            and (raw["metadata"].get("labels") or {}).get(REGION_LABEL) == region
+            and not raw["metadata"].get("deletionTimestamp")
+        ]
+
+    async def tick(self) -> None:
+        regions = self.cache.regions()
+        for (namespace, name), agent in list(self.cache.agents().items()):
+            if any(r.name not in regions for r in agent.spec.regions):
+                continue  # MissingReference: the reconciler reports it
+            changed = False
+            for bounds in agent.spec.regions:
+                pods = self.pods_of(agent, bounds.name)
+                await self.open_gates(pods)
+                if agent.spec.scaling.mode != "builtin":
+                    continue
+                signals = await self.scale(agent, bounds.name, pods)
+                key = (namespace, name, bounds.name)
+                if self.reconciler.signals.get(key) != signals:
+                    self.reconciler.signals[key] = signals
+                    changed = True
+            if changed:
+                self.reconciler.enqueue(("agent", namespace, name))
+                for region in agent.spec.regions:
+                    self.reconciler.enqueue(("region", "", region.name))
+
+    async def open_gates(self, pods: Sequence[Raw]) -> None:
+        """Pods up and not draining take calls: readiness gate True."""
+        for pod in pods:
+            if pod_state(pod) == "starting" and condition(pod, "ContainersReady") == "True":
+                await self._set_gate(pod, "True", "MediaReady")
+
+    async def _set_gate(self, pod: Raw, status: str, reason: str) -> None:
+        meta = pod["metadata"]
+        patch = {
+            "metadata": {"resourceVersion": meta["resourceVersion"]},
+            "status": {"conditions": with_condition(pod, ACCEPTING_CALLS, status, reason)},
+        }
+        try:
+            updated = await self.client.patch(
+                KINDS["Pod"], meta["namespace"], meta["name"], patch, sub="status"
+            )
+            self.cache.upsert({**updated, "kind": "Pod"})
+        except ApiError as error:
+            if error.code not in (404, 409):
+                raise  # a conflict is a kubelet write in between: next tick sees it
+
+    def config_for(self, agent: VoiceAgent, region: str) -> ScalingConfig:
+        spec = agent.spec
+        bounds = next(r for r in spec.regions if r.name == region)
+        caps: list[tuple[str, int]] = []
+        region_obj = self.cache.regions()[region]
+        if region_obj.spec.capacity and region_obj.spec.capacity.max_media_pods is not None:
+            others = sum(
+                (raw.get("spec") or {}).get("replicas", 1)
+                for (ns, name), raw in self.cache.children["Deployment"].items()
+                if (raw["metadata"].get("labels") or {}).get(REGION_LABEL) == region
+                and not (ns == agent.namespace and name == media_name(agent.name, region))
+            )
+            caps.append(
+                (
+                    f"Region {region} capacity.maxMediaPods",
+                    max(0, region_obj.spec.capacity.max_media_pods - others),
+                )
+            )
+        backends = self.cache.backends(agent.namespace)
+        active = active_backend(agent, backends)
+        if active and backends[active].spec.limits and backends[active].spec.limits.max_concurrent_sessions:
+            quota_pods = backends[active].spec.limits.max_concurrent_sessions // spec.capacity.calls_per_pod
+            share = max(1, quota_pods // len(spec.regions))
+            caps.append((f"AIBackend {active} limits.maxConcurrentSessions", share))
+        return ScalingConfig(
+            calls_per_pod=spec.capacity.calls_per_pod,
+            target_utilization=spec.scaling.target_utilization,
+            tick_seconds=self.tick_seconds,
+            latency_slo_ms=spec.scaling.latency_slo.p95_ms,
+            scale_down_delay_seconds=spec.scaling.scale_down_delay_seconds,
+            min_replicas=bounds.min_replicas,
+            max_replicas=bounds.max_replicas,
+            max_call_duration_seconds=spec.drain.max_call_duration_seconds,
+            caps=tuple(caps),
+        )
+
+    async def read(self, agent: VoiceAgent, pods: Sequence[Raw]) -> Reading:
+        metrics = agent.spec.scaling.metrics
+        if metrics.source == "prometheus" and metrics.prometheus_url:
+            reader = self.prometheus.setdefault(
+                metrics.prometheus_url, PrometheusReader(metrics.prometheus_url)
+            )
+            try:
+                return await reader.read(agent.namespace, [p["metadata"]["name"] for p in pods])
+            except Exception as error:
+                logger.warning("Prometheus at %s: %s; scraping pods directly", metrics.prometheus_url, error)
+        addresses = {p["metadata"]["name"]: (p.get("status") or {}).get("podIP") for p in pods}
+        return await self.direct.read({n: ip for n, ip in addresses.items() if ip})
+
+    async def scale(self, agent: VoiceAgent, region: str, pods: Sequence[Raw]) -> RegionSignals:
+        reading = await self.read(agent, pods)
+        views = [
+            PodView(
+                p["metadata"]["name"],
+                pod_state(p),
+                reading.calls.get(p["metadata"]["name"], 0),
+                draining_since(p),
+            )  # type: ignore[arg-type]
+            for p in pods
+        ]
+        memory = self.memories.setdefault((agent.namespace, agent.name, region), ScalerMemory())
+        decision = decide(views, time.time(), self.config_for(agent, region), memory, reading.p95_ms)
+        by_name = {p["metadata"]["name"]: p for p in pods}
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for name in decision.drain:
+            await self._annotate(by_name[name], {DRAINING_SINCE: stamp, DELETION_COST: DRAINING_COST})
+            await self._set_gate(self._fresh(by_name[name]), "False", "Draining")
+        for name in decision.undrain:
+            await self._annotate(by_name[name], {DRAINING_SINCE: None, DELETION_COST: None})
+            await self._set_gate(self._fresh(by_name[name]), "True", "DemandReturned")
+        for name in decision.remove:
+            await self._annotate(by_name[name], {DELETION_COST: REMOVE_COST})
+        deployment = self.cache.child("Deployment", agent.namespace, media_name(agent.name, region))
+        if deployment is not None and (deployment.get("spec") or {}).get("replicas", 1) != decision.replicas:
+            await self.client.patch(
+                KINDS["Deployment"],
+                agent.namespace,
+                deployment["metadata"]["name"],
+                {"spec": {"replicas": decision.replicas}},
+                sub="scale",
+            )
+            logger.info(
+                "%s/%s %s: %d -> %d pods (%d calls, want %d%s)",
+                agent.namespace,
+                agent.name,
+                region,
+                (deployment.get("spec") or {}).get("replicas", 1),
+                decision.replicas,
+                sum(reading.calls.values()),
+                decision.wanted,
+                f", limited by {decision.limited_by}" if decision.limited_by else "",
+            )
+        p95 = None if reading.p95_ms is None else round(reading.p95_ms)
+        return RegionSignals(sum(reading.calls.values()), p95, decision.desired, decision.limited_by)
+
+    def _fresh(self, pod: Raw) -> Raw:
+        meta = pod["metadata"]
+        return self.cache.child("Pod", meta["namespace"], meta["name"]) or pod
+
+    async def _annotate(self, pod: Raw, annotations: dict[str, str | None]) -> None:
+        meta = pod["metadata"]
+        try:
+            updated = await self.client.patch(
+                KINDS["Pod"], meta["namespace"], meta["name"], {"metadata": {"annotations": annotations}}
+            )
+            self.cache.upsert({**updated, "kind": "Pod"})
+        except ApiError as error:
+            if error.code != 404:
+                raise

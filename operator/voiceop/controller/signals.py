@@ -1,0 +1,149 @@
+"""Scaling signals of media pods: live calls per pod and p95 voice latency per region.
+
+Two sources, as `spec.scaling.metrics.source` says: Prometheus' HTTP API (instant queries over
+the media pod contract), or each pod's /metrics scraped directly and parsed with
+prometheus-client's own parser. The quantile math is pure and shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+METRICS_PORT = 9090
+Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), ascending
+
+
+@dataclass(frozen=True)
+class Reading:
+    calls: dict[str, int]  # pod name -> live calls (pods that answered)
+    p95_ms: float | None
+
+
+def histogram_quantile(q: float, buckets: Buckets) -> float | None:
+    """Prometheus' histogram_quantile over cumulative buckets (linear inside a bucket)."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    total = buckets[-1][1]
+    rank = q * total
+    previous_bound, previous_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return previous_bound
+            if count == previous_count:
+                return bound
+            return previous_bound + (bound - previous_bound) * (rank - previous_count) / (
+                count - previous_count
+            )
+        previous_bound, previous_count = bound, count
+    return previous_bound
+
+
+def parse_pod_metrics(text: str) -> tuple[int, Buckets]:
+    """Live calls and the latency histogram's cumulative buckets from one /metrics answer."""
+    calls, buckets = 0, []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "voice_active_calls":
+                calls = int(sample.value)
+            elif sample.name == "voice_response_latency_seconds_bucket":
+                buckets.append((float(sample.labels["le"]), sample.value))
+    return calls, sorted(buckets)
+
+
+def subtract(now: Buckets, before: Buckets | None) -> Buckets:
+    if not before or len(before) != len(now):
+        return now
+    return [(bound, max(0.0, count - old)) for (bound, count), (_, old) in zip(now, before, strict=True)]
+
+
+def add(total: Buckets, more: Buckets) -> Buckets:
+    if not total:
+        return list(more)
+    return [(bound, a + b) for (bound, a), (_, b) in zip(total, more, strict=True)]
+
+
+@dataclass
+class DirectScraper:
+    """GET http://<podIP>:9090/metrics of each pod; p95 from the bucket growth since last time."""
+
+    timeout_s: float = 1.0
+    previous: dict[str, Buckets] = field(default_factory=dict)
+    _session: aiohttp.ClientSession | None = None
+
+    async def read(self, pods: Mapping[str, str]) -> Reading:
+        """`pods`: name -> IP."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        names = list(pods)
+        answers = await asyncio.gather(*(self._scrape(pods[name]) for name in names), return_exceptions=True)
+        calls: dict[str, int] = {}
+        window: Buckets = []
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, BaseException) or answer is None:
+                continue
+            live, buckets = answer
+            calls[name] = live
+            if buckets:
+                window = add(window, subtract(buckets, self.previous.get(name)))
+                self.previous[name] = buckets
+        for gone in set(self.previous) - set(pods):
+            del self.previous[gone]
+        p95 = histogram_quantile(0.95, window)
+        return Reading(calls, None if p95 is None else p95 * 1000)
+
+    async def _scrape(self, ip: str) -> tuple[int, Buckets] | None:
+        assert self._session is not None
+        async with self._session.get(f"http://{ip}:{METRICS_PORT}/metrics") as response:
+            if response.status != 200:
+                return None
+            return parse_pod_metrics(await response.text())
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+@dataclass
+class PrometheusReader:
+    """Instant queries against Prometheus' HTTP API (`/api/v1/query`)."""
+
+    url: str
+    timeout_s: float = 2.0
+    _session: aiohttp.ClientSession | None = None
+
+    async def query(self, promql: str) -> list[dict[str, object]]:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        async with self._session.get(
+            f"{self.url.rstrip('/')}/api/v1/query", params={"query": promql}
+        ) as response:
+            body = await response.json()
+        if body.get("status") != "success":
+            raise RuntimeError(f"Prometheus query failed: {body.get('error', body)}")
+        return list(body["data"]["result"])
+
+    async def read(self, namespace: str, pod_names: Sequence[str]) -> Reading:
+        if not pod_names:
+            return Reading({}, None)
+        selector = f'namespace="{namespace}",pod=~"{"|".join(sorted(pod_names))}"'
+        calls_result = await self.query(f"sum by (pod) (voice_active_calls{{{selector}}})")
+        calls = {str(r["metric"]["pod"]): int(float(r["value"][1])) for r in calls_result}  # type: ignore[index]
+        latency = await self.query(
+            f"histogram_quantile(0.95, sum by (le) (rate(voice_response_latency_seconds_bucket{{{selector}}}[30s])))"
+        )
+        p95 = None
+        if latency:
+            value = float(latency[0]["value"][1])  # type: ignore[index]
+            p95 = None if math.isnan(value) else value * 1000
+        return Reading(calls, p95)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,136 @@
+"""`voiceop media-sim`: a simulated media pod that keeps the media pod contract (DESIGN.md).
+
+On its metrics port (9090) it serves
+- `GET /metrics`: voice_active_calls, voice_calls_total, voice_response_latency_seconds,
+  voice_handoffs_total{reason}, in the Prometheus text format;
+- `GET /healthz`: 200 while it takes calls, 503 once it drains;
+- `GET /drain`: stop taking calls and answer when the last call has ended (the preStop hook);
+and, standing in for SIP, `POST /calls?duration=S`: take a call for S seconds (200), or
+refuse it when every slot is taken or it drains (503). SIGTERM drains, then exits. Each call
+reports voice latency from a model that grows as the pod fills up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import random
+import signal
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0)
+
+
+@dataclass
+class MediaPod:
+    slots: int
+    base_latency_s: float = 0.45
+    accepting: bool = True
+    calls: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    rng: random.Random = field(default_factory=lambda: random.Random(os.getpid()))
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.active = Gauge("voice_active_calls", "Calls in progress.", registry=self.registry)
+        self.total = Counter("voice_calls", "Calls taken.", registry=self.registry)
+        self.latency = Histogram(
+            "voice_response_latency_seconds",
+            "Caller stops speaking -> agent audio starts.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.handoffs = Counter(
+            "voice_handoffs", "Calls handed to a human.", ["reason"], registry=self.registry
+        )
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def take(self, duration: float) -> int | None:
+        if not self.accepting or len(self.calls) >= self.slots:
+            return None
+        call_id = next(self._ids)
+        self.calls[call_id] = asyncio.get_running_loop().create_task(self._converse(call_id, duration))
+        self.total.inc()
+        self.active.set(len(self.calls))
+        self.idle.clear()
+        return call_id
+
+    def turn_latency(self) -> float:
+        utilization = len(self.calls) / self.slots
+        return self.base_latency_s + 0.6 * utilization**4 + self.rng.uniform(-0.05, 0.05)
+
+    async def _converse(self, call_id: int, duration: float) -> None:
+        try:
+            elapsed = 0.0
+            while elapsed < duration:
+                turn = min(duration - elapsed, 2.0)
+                await asyncio.sleep(turn)
+                elapsed += turn
+                self.latency.observe(max(0.05, self.turn_latency()))
+        finally:
+            self.calls.pop(call_id, None)
+            self.active.set(len(self.calls))
+            if not self.calls:
+                self.idle.set()
+
+    async def drain(self) -> None:
+        self.accepting = False
+        await self.idle.wait()
+
+
+def build_app(pod: MediaPod) -> web.Application:
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(pod.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(status=200 if pod.accepting else 503, text="ok" if pod.accepting else "draining")
+
+    async def drain(request: web.Request) -> web.Response:
+        await pod.drain()
+        return web.Response(text="drained")
+
+    async def calls(request: web.Request) -> web.Response:
+        try:
+            duration = float(request.query.get("duration", "60"))
+        except ValueError:
+            return web.Response(status=400, text="duration must be a number of seconds")
+        call_id = pod.take(duration)
+        if call_id is None:
+            return web.Response(status=503, text="no free slot")
+        return web.Response(
+            text=json.dumps({"call": call_id, "active": len(pod.calls)}), content_type="application/json"
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/drain", drain)
+    app.router.add_post("/calls", calls)
+    return app
+
+
+async def serve(host: str, port: int, slots: int) -> None:
+    pod = MediaPod(slots=slots)
+    runner = web.AppRunner(build_app(pod), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"media-sim listening on {host}:{port} with {slots} call slots", flush=True)
+    await stop.wait()
+    await pod.drain()  # SIGTERM: finish every call, then go
+    await runner.cleanup()
+
+
+def main(host: str, port: int, slots: int) -> int:
+    asyncio.run(serve(host, port, slots))
+    return 0

@@ -1,0 +1,328 @@
+"""Stand-in for the ReplicaSet controller and the kubelets, for tests and the demo.
+
+Every Deployment voiceop made gets the Pods its replicas ask for; every Pod is a real
+`voiceop media-sim` process on a loopback address of its own (127.0.0.X:9090), so metrics are
+scraped and calls placed over real HTTP. ContainersReady follows the process's /healthz; Ready
+needs the Pod's readiness gates too (set by the operator). Scale-in picks victims the way a
+ReplicaSet does (lowest pod-deletion-cost, then not ready, then newest) and terminates them
+like a kubelet: SIGTERM (media-sim drains), SIGKILL at the end of the grace period. Calls still
+up at SIGKILL are counted as dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from voiceop.apiserver.store import ApiError, Store, now_iso
+
+logger = logging.getLogger("voiceop.sandbox")
+FINALIZER = "sandbox.voiceop.dev/kubelet"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+METRICS_PORT = 9090
+
+
+@dataclass
+class RunningPod:
+    name: str
+    namespace: str
+    ip: str
+    process: subprocess.Popen[bytes]
+    started: float
+    kill_at: float | None = None
+    last_calls: int = 0
+
+
+def _get(url: str, timeout: float = 0.5) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+    except OSError:
+        return 0, ""
+
+
+class PodSimulator:
+    def __init__(
+        self, store: Store, *, grace_cap_seconds: float | None = None, tick_seconds: float = 0.2
+    ) -> None:
+        self.store = store
+        self.deployments = store.resource_type("apps", "v1", "deployments")
+        self.pods = store.resource_type("", "v1", "pods")
+        self.configmaps = store.resource_type("", "v1", "configmaps")
+        self.grace_cap = grace_cap_seconds
+        self.tick = tick_seconds
+        self.running: dict[tuple[str, str], RunningPod] = {}
+        self.dropped_calls = 0
+        self.killed_pods = 0
+        self._addresses = (f"127.0.{high}.{low}" for high in range(0, 250) for low in range(2, 255))
+        self._free: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pod-simulator", daemon=True)
+        self._lock = threading.Lock()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> PodSimulator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for pod in self.running.values():
+            pod.process.kill()
+        for pod in self.running.values():
+            pod.process.wait(5)
+
+    def __enter__(self) -> PodSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception:  # a test tool must not die silently mid-test
+                logger.exception("pod simulator pass failed")
+            self._stop.wait(self.tick)
+
+    # --- what tests read ------------------------------------------------------------------
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Prometheus file_sd targets of every running pod."""
+        with self._lock:
+            return [
+                {"targets": [f"{p.ip}:{METRICS_PORT}"], "labels": {"namespace": p.namespace, "pod": p.name}}
+                for p in self.running.values()
+                if p.kill_at is None
+            ]
+
+    def address(self, namespace: str, name: str) -> str | None:
+        pod = self.running.get((namespace, name))
+        return pod.ip if pod else None
+
+    # --- one pass -------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        deployments, _ = self.store.list(self.deployments, None, "app.kubernetes.io/managed-by=voiceop")
+        pods, _ = self.store.list(self.pods, None, "app.kubernetes.io/managed-by=voiceop")
+        by_owner: dict[str, list[dict[str, Any]]] = {}
+        for pod in pods:
+            for ref in pod["metadata"].get("ownerReferences") or []:
+                by_owner.setdefault(ref["uid"], []).append(pod)
+        for deployment in deployments:
+            self._scale(deployment, by_owner.get(deployment["metadata"]["uid"], []))
+        pods, _ = self.store.list(self.pods, None, "app.kubernetes.io/managed-by=voiceop")
+        for pod in pods:
+            self._kubelet(pod)
+        for deployment in deployments:
+            self._deployment_status(deployment)
+
+    def _scale(self, deployment: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+        want = (deployment.get("spec") or {}).get("replicas", 1)
+        alive = [p for p in pods if "deletionTimestamp" not in p["metadata"]]
+        for _ in range(want - len(alive)):
+            self._create_pod(deployment)
+        if len(alive) > want:
+
+            def order(pod: dict[str, Any]) -> tuple[int, int, str]:
+                cost = int((pod["metadata"].get("annotations") or {}).get(DELETION_COST, "0"))
+                ready = _condition(pod, "Ready") == "True"
+                return (cost, ready, "~" + pod["metadata"]["creationTimestamp"])  # newest first
+
+            for victim in sorted(alive, key=order)[: len(alive) - want]:
+                self._terminate(victim, deployment)
+
+    def _create_pod(self, deployment: dict[str, Any]) -> None:
+        meta = deployment["metadata"]
+        template = deployment["spec"]["template"]
+        name = f"{meta['name']}-{secrets.token_hex(4)[:7]}-{secrets.token_hex(3)[:5]}"
+        ip = self._free.pop() if self._free else next(self._addresses)
+        slots = self._calls_per_pod(deployment)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "voiceop",
+                "media-sim",
+                "--host",
+                ip,
+                "--port",
+                str(METRICS_PORT),
+                "--calls-per-pod",
+                str(slots),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": meta["namespace"],
+                "labels": dict(template["metadata"].get("labels") or {}),
+                "annotations": dict(template["metadata"].get("annotations") or {}),
+                "finalizers": [FINALIZER],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": template["spec"],
+        }
+        self.store.create(self.pods, meta["namespace"], pod)
+        status = {
+            "phase": "Pending",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "conditions": [],
+            "startTime": now_iso(),
+        }
+        self._write_status(meta["namespace"], name, status)
+        with self._lock:
+            self.running[(meta["namespace"], name)] = RunningPod(
+                name, meta["namespace"], ip, process, time.monotonic()
+            )
+
+    def _calls_per_pod(self, deployment: dict[str, Any]) -> int:
+        for volume in deployment["spec"]["template"]["spec"].get("volumes") or []:
+            name = (volume.get("configMap") or {}).get("name", "")
+            if name.endswith("-runtime"):
+                try:
+                    config = self.store.get(self.configmaps, deployment["metadata"]["namespace"], name)
+                    return int(json.loads(config["data"]["runtime.json"]).get("callsPerPod", 10))
+                except (ApiError, KeyError, ValueError):
+                    pass
+        return 10
+
+    def _terminate(self, pod: dict[str, Any], deployment: dict[str, Any]) -> None:
+        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        self.store.delete(self.pods, namespace, name)
+        grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+        if self.grace_cap is not None:
+            grace = min(grace, self.grace_cap)
+        running = self.running.get((namespace, name))
+        if running is not None:
+            running.kill_at = time.monotonic() + grace
+            running.process.terminate()  # media-sim drains on SIGTERM
+
+    def _kubelet(self, pod: dict[str, Any]) -> None:
+        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        running = self.running.get((namespace, name))
+        if running is None:
+            self._finalize(namespace, name)
+            return
+        if running.kill_at is not None:
+            if running.process.poll() is not None:
+                self._gone(running)
+            elif time.monotonic() >= running.kill_at:
+                self.dropped_calls += self._active_calls(running)
+                self.killed_pods += 1
+                running.process.kill()
+                running.process.wait(5)
+                self._gone(running)
+            return
+        healthy = _get(f"http://{running.ip}:{METRICS_PORT}/healthz")[0] == 200
+        gates = [g["conditionType"] for g in pod["spec"].get("readinessGates") or []]
+        gated = all(_condition(pod, gate) == "True" for gate in gates)
+        conditions = {c["type"]: dict(c) for c in (pod.get("status") or {}).get("conditions") or []}
+        changed = False
+        for condition, value in (("ContainersReady", healthy), ("Ready", healthy and gated)):
+            status = "True" if value else "False"
+            if conditions.get(condition, {}).get("status") != status:
+                conditions[condition] = {"type": condition, "status": status, "lastTransitionTime": now_iso()}
+                changed = True
+        if changed:
+            status = dict(pod.get("status") or {})
+            status["conditions"] = sorted(conditions.values(), key=lambda c: c["type"])
+            status["phase"] = "Running" if healthy else "Pending"
+            self._write_status(namespace, name, status, pod["metadata"]["resourceVersion"])
+
+    def _active_calls(self, running: RunningPod) -> int:
+        code, text = _get(f"http://{running.ip}:{METRICS_PORT}/metrics")
+        for line in text.splitlines() if code == 200 else []:
+            if line.startswith("voice_active_calls "):
+                return int(float(line.split()[1]))
+        return running.last_calls
+
+    def _gone(self, running: RunningPod) -> None:
+        with self._lock:
+            self.running.pop((running.namespace, running.name), None)
+        self._free.append(running.ip)
+        self._finalize(running.namespace, running.name)
+
+    def _finalize(self, namespace: str, name: str) -> None:
+        try:
+            self.store.patch(
+                self.pods, namespace, name, "application/merge-patch+json", {"metadata": {"finalizers": None}}
+            )
+        except ApiError:
+            pass
+
+    def _write_status(
+        self, namespace: str, name: str, status: dict[str, Any], version: str | None = None
+    ) -> None:
+        body: dict[str, Any] = {"status": status}
+        if version:
+            body["metadata"] = {"resourceVersion": version}  # the operator writes conditions too
+        try:
+            self.store.patch(
+                self.pods, namespace, name, "application/merge-patch+json", body, subresource="status"
+            )
+        except ApiError:
+            pass  # changed meanwhile: the next pass sees it
+
+    def _deployment_status(self, deployment: dict[str, Any]) -> None:
+        meta = deployment["metadata"]
+        pods, _ = self.store.list(self.pods, meta["namespace"])
+        mine = [
+            p
+            for p in pods
+            if any(ref["uid"] == meta["uid"] for ref in p["metadata"].get("ownerReferences") or [])
+            and "deletionTimestamp" not in p["metadata"]
+        ]
+        ready = sum(1 for p in mine if _condition(p, "Ready") == "True")
+        status = {
+            "observedGeneration": meta.get("generation", 1),
+            "replicas": len(mine),
+            "updatedReplicas": len(mine),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+        }
+        if deployment.get("status") != status:
+            try:
+                self.store.patch(
+                    self.deployments,
+                    meta["namespace"],
+                    meta["name"],
+                    "application/merge-patch+json",
+                    {"status": status},
+                    subresource="status",
+                )
+            except ApiError:
+                pass
+
+
+def _condition(obj: dict[str, Any], kind: str) -> str | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
