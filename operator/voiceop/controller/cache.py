@@ -27,6 +27,7 @@ CHILD_KINDS = (
     "PodDisruptionBudget",
     "HorizontalPodAutoscaler",
     "ScaledObject",
+    "Pod",  # made by ReplicaSets; read by the autoscaler
 )
 
 

@@ -1,0 +1,88 @@
+"""A caller load for the sandbox: calls arrive (Poisson), a SIP edge places each on the Ready
+media pod with the fewest of its calls, and counts what was refused."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from voiceop.apiserver.store import Store
+from voiceop.sandbox.pods import METRICS_PORT, PodSimulator, _condition
+
+
+@dataclass
+class CallLoad:
+    """`rate(t)` calls per second at t seconds from start, each lasting `duration()` seconds."""
+
+    store: Store
+    pods: PodSimulator
+    namespace: str
+    selector: str  # label selector of the media pods, e.g. voiceop.dev/agent=billing
+    rate: Callable[[float], float]
+    duration: Callable[[], float]
+    seed: int = 7
+    placed: int = 0
+    rejected: int = 0
+    _live: dict[str, list[float]] = field(default_factory=dict)  # pod -> end times of its calls
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> CallLoad:
+        self._thread = threading.Thread(target=self._run, name="call-load", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def live_calls(self) -> int:
+        now = time.monotonic()
+        return sum(1 for ends in self._live.values() for end in ends if end > now)
+
+    def _ready_pods(self) -> list[str]:
+        rtype = self.store.resource_type("", "v1", "pods")
+        items, _ = self.store.list(rtype, self.namespace, self.selector)
+        return [
+            p["metadata"]["name"]
+            for p in items
+            if _condition(p, "Ready") == "True" and "deletionTimestamp" not in p["metadata"]
+        ]
+
+    def _run(self) -> None:
+        rng = random.Random(self.seed)
+        started = time.monotonic()
+        while not self._stop.is_set():
+            elapsed = time.monotonic() - started
+            rate = self.rate(elapsed)
+            if rate <= 0:
+                self._stop.wait(0.2)
+                continue
+            self._stop.wait(rng.expovariate(rate))
+            self._call(self.duration())
+
+    def _call(self, duration: float) -> None:
+        now = time.monotonic()
+        for ends in self._live.values():
+            ends[:] = [end for end in ends if end > now]
+        for name in sorted(self._ready_pods(), key=lambda n: len(self._live.get(n, []))):
+            ip = self.pods.address(self.namespace, name)
+            if ip is None:
+                continue
+            request = urllib.request.Request(
+                f"http://{ip}:{METRICS_PORT}/calls?duration={duration:.1f}", data=b"", method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=1):
+                    self.placed += 1
+                    self._live.setdefault(name, []).append(now + duration)
+                    return
+            except (urllib.error.URLError, OSError):
+                continue  # full or draining: the edge tries the next pod
+        self.rejected += 1
