@@ -160,6 +160,12 @@ def cmd_media_sim(args: argparse.Namespace) -> int:
     return media_main(args.host, args.port, int(slots or 10))
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from voiceop.sandbox.demo import main as demo_main
+
+    return demo_main(args.duration, args.peak)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceop", description="Run voice-AI agents on Kubernetes.")
     parser.add_argument("--version", action="version", version=f"voiceop {__version__}")
@@ -209,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--calls-per-pod", type=int, help="call slots (default: callsPerPod of the runtime config, or 10)"
     )
     sim_pod.set_defaults(run=cmd_media_sim)
+
+    demo = commands.add_parser("demo", help="the operator at work on the examples, with no cluster")
+    demo.add_argument("--duration", type=float, default=60.0, metavar="S", help="seconds of caller load")
+    demo.add_argument(
+        "--peak", type=float, default=2.5, metavar="CALLS", help="peak calls per second (eu-west)"
+    )
+    demo.set_defaults(run=cmd_demo)
 
     run = commands.add_parser("run", help="run the operator against the cluster in kubeconfig or in-cluster")
     run.add_argument(

@@ -17,7 +17,9 @@ from voiceop.sandbox.pods import METRICS_PORT, PodSimulator, _condition
 
 @dataclass
 class CallLoad:
-    """`rate(t)` calls per second at t seconds from start, each lasting `duration()` seconds."""
+    """`rate(t)` calls per second at t seconds from start (at most `peak`), each lasting
+    `duration()` seconds. Arrivals are drawn at `peak` and kept with probability rate/peak
+    (thinning), so a rate that starts at zero still rises on time."""
 
     store: Store
     pods: PodSimulator
@@ -25,6 +27,7 @@ class CallLoad:
     selector: str  # label selector of the media pods, e.g. voiceop.dev/agent=billing
     rate: Callable[[float], float]
     duration: Callable[[], float]
+    peak: float
     seed: int = 7
     placed: int = 0
     rejected: int = 0
@@ -58,14 +61,9 @@ class CallLoad:
     def _run(self) -> None:
         rng = random.Random(self.seed)
         started = time.monotonic()
-        while not self._stop.is_set():
-            elapsed = time.monotonic() - started
-            rate = self.rate(elapsed)
-            if rate <= 0:
-                self._stop.wait(0.2)
-                continue
-            self._stop.wait(rng.expovariate(rate))
-            self._call(self.duration())
+        while not self._stop.wait(rng.expovariate(self.peak)):
+            if rng.random() < self.rate(time.monotonic() - started) / self.peak:
+                self._call(self.duration())
 
     def _call(self, duration: float) -> None:
         now = time.monotonic()
