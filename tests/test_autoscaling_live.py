@@ -95,6 +95,7 @@ def test_calls_rise_pods_rise_calls_fall_pods_drain_and_no_call_is_cut(
                 "voiceop.dev/agent=hotline",
                 rate=lambda t: 1.6 if busy["on"] else 0.0,
                 duration=lambda: 9.0,
+                peak=1.6,
             ).start()
             try:
                 wait_for(lambda: replicas(cluster) >= 3, timeout=45, what="replicas rise with calls")
