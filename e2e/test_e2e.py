@@ -1,0 +1,57 @@
+"""On a real cluster: install with Helm, apply the examples, see agents Ready and routes made."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import ROOT, run
+
+
+def test_examples_become_ready_agents(installed: str) -> None:
+    run("kubectl", "apply", "--server-side", "-f", str(ROOT / "examples"))
+    # kind nodes carry no topology labels: let the example regions schedule anywhere.
+    for region in ("eu-west", "us-east", "ap-southeast"):
+        run(
+            "kubectl",
+            "patch",
+            "region",
+            region,
+            "--type=merge",
+            "-p",
+            '{"spec":{"nodeSelector":{"kubernetes.io/os":"linux"},"zones":null}}',
+        )
+    run("kubectl", "get", "deployments", "-n", "contact-center", "-l", "app.kubernetes.io/managed-by=voiceop")
+    routes = run("kubectl", "get", "configmap", "voiceop-routes", "-n", "contact-center", "-o", "json")
+    table = json.loads(json.loads(routes.stdout)["data"]["routes.json"])
+    assert [e["endpoint"] for e in table["endpoints"]] == ["billing-lines", "support-web"]
+    services = run("kubectl", "get", "services", "-n", "contact-center", "-o", "name")
+    assert "service/billing-eu-west" in services.stdout
+
+
+def test_kubectl_wait_for_ready_with_media_sim_pods(installed: str) -> None:
+    # The examples' image does not exist on kind: the operator image runs media-sim in media pods.
+    run(
+        "kubectl",
+        "patch",
+        "voiceagent",
+        "billing",
+        "-n",
+        "contact-center",
+        "--type=merge",
+        "-p",
+        '{"spec":{"image":"voiceop:e2e"}}',
+    )
+    run(
+        "kubectl",
+        "wait",
+        "--for=condition=Ready",
+        "voiceagent/billing",
+        "-n",
+        "contact-center",
+        "--timeout=300s",
+        timeout=320,
+    )
+    status = json.loads(
+        run("kubectl", "get", "voiceagent", "billing", "-n", "contact-center", "-o", "json").stdout
+    )["status"]
+    assert status["readyReplicas"] >= 1

@@ -1,0 +1,174 @@
+"""The Helm chart, rendered and linted with the real Helm engine (helm-python-sdk, Helm v4)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+helm_python = pytest.importorskip("helm_python")
+
+from conftest import KUBERNETES_VERSIONS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "voiceop"
+sys.path.insert(0, str(ROOT / "scripts"))
+import generate  # noqa: E402
+
+# Kinds of CRDs no Kubernetes schema knows: checked for shape below instead.
+NOT_KUBERNETES = {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering"}
+TOGGLES: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "serviceMonitor": {"metrics": {"serviceMonitor": {"enabled": True}}},
+    "prometheusRule": {"metrics": {"prometheusRule": {"enabled": True}}},
+    "dashboard": {"dashboard": {"enabled": True}},
+    "peering": {"peering": {"enabled": True, "priority": 50}},
+    "watchNamespaces": {"watchNamespaces": ["contact-center", "support"]},
+    "noCrds": {"crds": {"install": False}},
+    "noRbac": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "existing"}},
+    "noMetricsService": {"metrics": {"service": {"enabled": False}}},
+}
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    rendered = generate.render_chart(values)
+    return [
+        doc
+        for template, text in sorted(rendered.items())
+        if not template.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+@pytest.mark.parametrize("toggle", sorted(TOGGLES))
+def test_every_toggle_renders_valid_kubernetes(toggle: str) -> None:
+    objects = render(TOGGLES[toggle])
+    assert by_kind(objects, "Deployment")
+    for obj in objects:
+        labels = obj["metadata"].get("labels") or {}
+        if obj["kind"] != "CustomResourceDefinition":
+            assert labels.get("app.kubernetes.io/name") == "voiceop" and "helm.sh/chart" in labels
+        if obj["kind"] in NOT_KUBERNETES:
+            assert obj["apiVersion"] in ("monitoring.coreos.com/v1", "kopf.dev/v1")
+            continue
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_toggles_switch_what_they_say() -> None:
+    assert not by_kind(render({}), "ServiceMonitor")
+    assert by_kind(render(TOGGLES["serviceMonitor"]), "ServiceMonitor")
+    rule = by_kind(render(TOGGLES["prometheusRule"]), "PrometheusRule")[0]
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert alerts == {
+        "VoiceopOperatorDown",
+        "VoiceopReconcileErrors",
+        "VoiceAgentNotReady",
+        "VoiceAgentScalingLimited",
+        "AIBackendUnavailable",
+    }
+    assert (
+        by_kind(render(TOGGLES["dashboard"]), "ConfigMap")[0]["metadata"]["labels"]["grafana_dashboard"]
+        == "1"
+    )
+    peering = render(TOGGLES["peering"])
+    assert {c["metadata"]["name"] for c in by_kind(peering, "CustomResourceDefinition")} >= {
+        "clusterkopfpeerings.kopf.dev"
+    }
+    args = by_kind(peering, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--priority=50" in args and "--standalone" not in args
+    scoped = render(TOGGLES["watchNamespaces"])
+    assert {b["metadata"]["namespace"] for b in by_kind(scoped, "RoleBinding")} == {
+        "contact-center",
+        "support",
+    }
+    assert (
+        "--namespace=support"
+        in by_kind(scoped, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    assert not by_kind(render(TOGGLES["noCrds"]), "CustomResourceDefinition")
+    assert not by_kind(render(TOGGLES["noRbac"]), "ClusterRole")
+
+
+def test_chart_lints_clean() -> None:
+    for values in TOGGLES.values():
+        report = helm_python.lint(str(CHART), values, strict=True, kube_version="v1.30.0")
+        assert report["errors"] == []
+        assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"replicaCount": 3},
+        {"image": {"pullPolicy": "Sometimes"}},
+        {"watchNamespaces": ["Not_A_Namespace"]},
+        {"metrics": {"port": 70000}},
+        {"logLevel": "chatty"},
+        {"unknownKey": True},
+        {"metrics": {"serviceMonitor": {"interval": "often"}}},
+    ],
+    ids=lambda v: next(iter(v)),
+)
+def test_values_schema_rejects_bad_values(values: dict[str, Any]) -> None:
+    with pytest.raises(helm_python.HelmError):
+        generate.render_chart(values)
+
+
+def test_rbac_has_no_wildcards() -> None:
+    for values in (TOGGLES["defaults"], TOGGLES["peering"], TOGGLES["watchNamespaces"]):
+        for role in by_kind(render(values), "ClusterRole") + by_kind(render(values), "Role"):
+            for rule in role["rules"]:
+                for key in ("apiGroups", "resources", "verbs"):
+                    assert "*" not in rule.get(key, []), (role["metadata"]["name"], rule)
+
+
+def test_operator_pod_passes_the_restricted_profile() -> None:
+    pod = by_kind(render({}), "Deployment")[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["image"].endswith(":0.1.0"), "a pinned tag: the chart's appVersion"
+    assert by_kind(render({}), "Deployment")[0]["spec"]["replicas"] == 1
+
+
+def test_chart_crds_equal_the_root_crds_and_survive_uninstall() -> None:
+    rendered = {c["metadata"]["name"]: c for c in by_kind(render({}), "CustomResourceDefinition")}
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        chart_crd = rendered[crd["metadata"]["name"]]
+        annotations = chart_crd["metadata"].pop("annotations")
+        assert annotations["helm.sh/resource-policy"] == "keep"
+        assert annotations["argocd.argoproj.io/sync-options"] == "ServerSideApply=true"
+        assert int(annotations["argocd.argoproj.io/sync-wave"]) < 0
+        assert chart_crd == crd
+    for path in (CHART / "files" / "crds").glob("*.yaml"):
+        assert path.read_text() == (ROOT / "crds" / path.name).read_text()
+
+
+def test_notes_show_kubectl_wait() -> None:
+    notes = generate.render_chart({})["voiceop/templates/NOTES.txt"]
+    assert "kubectl wait --for=condition=Ready voiceagent/" in notes
+
+
+def test_manifests_are_the_chart_rendered() -> None:
+    expected = generate.kustomize_base()
+    committed = {p.name: p.read_text() for p in (ROOT / "manifests" / "base").glob("*.yaml")}
+    assert committed == expected, "manifests/ drifted from the chart: run `python scripts/generate.py`"
+    for name, text in generate.argocd_files().items():
+        assert (ROOT / "manifests" / "argocd" / name).read_text() == text
