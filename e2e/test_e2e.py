@@ -55,3 +55,65 @@ def test_kubectl_wait_for_ready_with_media_sim_pods(installed: str) -> None:
         run("kubectl", "get", "voiceagent", "billing", "-n", "contact-center", "-o", "json").stdout
     )["status"]
     assert status["readyReplicas"] >= 1
+
+
+def test_calls_on_media_sim_pods_scale_the_region_up(installed: str) -> None:
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    run(
+        "kubectl",
+        "wait",
+        "--for=condition=Ready",
+        "voiceagent/billing",
+        "-n",
+        "contact-center",
+        "--timeout=300s",
+        timeout=320,
+    )
+    pods = run(
+        "kubectl",
+        "get",
+        "pods",
+        "-n",
+        "contact-center",
+        "-l",
+        "voiceop.dev/agent=billing,voiceop.dev/region=eu-west",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ).stdout.strip()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    forward = subprocess.Popen(
+        ["kubectl", "port-forward", "-n", "contact-center", f"pod/{pods}", f"{port}:9090"]
+    )
+    try:
+        time.sleep(3)
+        for _ in range(8):  # callsPerPod of the billing example: this pod is full
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/calls?duration=120", data=b"", method="POST"
+            )
+            urllib.request.urlopen(request, timeout=5).close()
+        deadline = time.monotonic() + 120
+        replicas = 0
+        while time.monotonic() < deadline:
+            out = run(
+                "kubectl",
+                "get",
+                "deployment",
+                "billing-eu-west",
+                "-n",
+                "contact-center",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            )
+            replicas = int(out.stdout or 0)
+            if replicas >= 3:
+                break
+            time.sleep(2)
+        assert replicas >= 3, "8 live calls on one pod (target 0.7 x 8) call for more pods"
+    finally:
+        forward.terminate()
