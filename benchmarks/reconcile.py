@@ -162,7 +162,7 @@ def main() -> None:
         restarted.wait(30)
 
     n_children = len(children)
-    print(f"{args.agents} agents x 3 regions -> {n_children} children (+1 routes ConfigMap none here)")
+    print(f"{args.agents} agents x 3 regions -> {n_children} children (no endpoints, so no routes ConfigMap)")
     print(f"{'measure':<52} {'value':>12} {'baseline':>12} {'ratio':>8}")
     rows = [
         ("time to converge (s) vs offline render (s)", converge_s, render_s),
