@@ -145,6 +145,3 @@ class ClusterCache:
         inventory.agents[namespace] = {name: a for (_, name), a in self.agents(namespace).items()}
         inventory.endpoints[namespace] = {e.name: e for e in self.endpoints(namespace)}
         return inventory
-
-    def namespaces_using_agent_routes(self) -> set[str]:
-        return {ns for (ns, _) in self.objects["VoiceEndpoint"]}

@@ -335,7 +335,7 @@ class Reconciler:
         metrics.AGENT_READY.labels(namespace=agent.namespace, agent=agent.name).set(
             1 if conditions[0].status == "True" else 0
         )
-        await self._patch_status_if_changed(seen, status)
+        await self.write_status_if_changed(seen, status)
 
     def _scaling_limited(self, agent: VoiceAgent) -> Cond:
         limits = {
@@ -360,10 +360,10 @@ class Reconciler:
                 live.get("conditions") or [], [ready], seen.raw["metadata"].get("generation"), self.clock()
             ),
         }
-        if await self._patch_status_if_changed(seen, status):
+        if await self.write_status_if_changed(seen, status):
             await self.post_event(seen.raw, "Warning", reason, message)
 
-    async def _patch_status_if_changed(self, seen: Seen, status: dict[str, Any]) -> bool:
+    async def write_status_if_changed(self, seen: Seen, status: dict[str, Any]) -> bool:
         if not status_differs(seen.raw.get("status"), status):
             return False
         meta = seen.raw["metadata"]
@@ -445,7 +445,7 @@ class Reconciler:
             "routes": routes,
             "conditions": set_conditions(live.get("conditions") or [], [ready], generation, self.clock()),
         }
-        await self._patch_status_if_changed(seen, status)
+        await self.write_status_if_changed(seen, status)
 
     # --- regions --------------------------------------------------------------------------
 
@@ -476,7 +476,7 @@ class Reconciler:
             "activeCalls": calls,
             "conditions": set_conditions(live.get("conditions") or [], [ready], generation, self.clock()),
         }
-        await self._patch_status_if_changed(seen, status)
+        await self.write_status_if_changed(seen, status)
 
     # --- events ---------------------------------------------------------------------------
 

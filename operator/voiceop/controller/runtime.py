@@ -116,7 +116,7 @@ class OperatorRuntime:
 
     async def _write_backend_status(self, seen: Any, status: dict[str, Any]) -> bool:
         assert self.reconciler is not None
-        return await self.reconciler._patch_status_if_changed(seen, status)
+        return await self.reconciler.write_status_if_changed(seen, status)
 
     async def stop(self) -> None:
         for task in self._tasks:

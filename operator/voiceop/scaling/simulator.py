@@ -19,7 +19,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,7 +372,3 @@ def summarize(policy: str, results: dict[str, RegionResult]) -> dict[str, Any]:
             for name, r in results.items()
         },
     }
-
-
-def regions_of(calls: Iterable[Call]) -> list[str]:
-    return sorted({c.region for c in calls})
