@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from voiceop.api import FieldError
 from voiceop.api.base import CustomResource
@@ -33,11 +34,14 @@ class Inventory:
             previous: CustomResource | None = self.regions.get(resource.name)
             self.regions[resource.name] = resource
             return previous
-        table = {AIBackend: self.backends, VoiceAgent: self.agents, VoiceEndpoint: self.endpoints}[
-            type(resource)
-        ]
+        tables: dict[type, dict[str, dict[str, Any]]] = {
+            AIBackend: self.backends,
+            VoiceAgent: self.agents,
+            VoiceEndpoint: self.endpoints,
+        }
+        table = tables[type(resource)]
         previous = table[resource.namespace].get(resource.name)
-        table[resource.namespace][resource.name] = resource  # type: ignore[assignment]
+        table[resource.namespace][resource.name] = resource
         return previous
 
     def namespaces(self) -> list[str]:

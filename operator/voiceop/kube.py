@@ -179,7 +179,7 @@ class KubeClient:
 
     async def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:
-            return await self.request("GET", kind.path(namespace, name), verb="get")  # type: ignore[no-any-return]
+            return await self.request("GET", kind.path(namespace, name), verb="get")
         except ApiError as error:
             if error.code == 404:
                 return None
@@ -196,7 +196,7 @@ class KubeClient:
         """Server-side apply with voiceop's field manager, taking over what others changed."""
         kind = KINDS[obj["kind"]]
         meta = obj["metadata"]
-        return await self.request(  # type: ignore[no-any-return]
+        return await self.request(
             "PATCH",
             kind.path(meta.get("namespace"), meta["name"]),
             verb="apply",

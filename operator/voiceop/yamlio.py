@@ -64,7 +64,7 @@ def _documents(text: str, path: str) -> list[Document]:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
         raise ManifestError(where, f"not valid YAML: {getattr(error, 'problem', error)}") from None
-    documents = []
+    documents: list[Document] = []
     for index, obj in enumerate(loaded):
         if obj is None:
             continue

@@ -37,7 +37,8 @@ def is_voiceop_object(obj: Mapping[str, Any]) -> bool:
 def object_ref(obj: Mapping[str, Any]) -> str:
     """`Kind namespace/name` of a raw object, as far as it can be told."""
     kind = obj.get("kind") or "<no kind>"
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    raw_metadata = obj.get("metadata")
+    metadata: Mapping[str, Any] = raw_metadata if isinstance(raw_metadata, Mapping) else {}
     name = metadata.get("name") or "<no name>"
     model = KIND_BY_NAME.get(kind)
     if model is not None and not model.info.namespaced:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonDict
 
 from voiceop.api.countries import iso_country_codes
 
@@ -43,9 +44,9 @@ def cel(
     return entry
 
 
-def rules(*entries: dict[str, str]) -> dict[str, Any]:
+def rules(*entries: dict[str, str]) -> JsonDict:
     """`json_schema_extra` carrying CEL rules for a model's `model_config`."""
-    return {"x-kubernetes-validations": list(entries)}
+    return {"x-kubernetes-validations": [dict(entry) for entry in entries]}
 
 
 class ApiModel(BaseModel):
@@ -122,11 +123,11 @@ FreeForm = Annotated[
 ]
 
 # Marks a list whose items are unique scalars, or keyed by `name`, for server-side apply merging.
-SET = {"x-kubernetes-list-type": "set"}
-MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+SET: JsonDict = {"x-kubernetes-list-type": "set"}
+MAP_BY_NAME: JsonDict = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
 # An object field whose own fields have defaults: `default: {}` lets the API server fill them in
 # when the whole object is left out, as pydantic's default_factory does.
-DEFAULTED = {"default": {}}
+DEFAULTED: JsonDict = {"default": {}}
 
 
 class LocalObjectReference(ApiModel):
@@ -231,7 +232,7 @@ class CustomResource(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
     info: ClassVar[KindInfo]
 
-    api_version: Literal["voiceop.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    api_version: Literal["voiceop.dev/v1alpha1"] = Field("voiceop.dev/v1alpha1", alias="apiVersion")
     kind: str
     metadata: ObjectMeta
 

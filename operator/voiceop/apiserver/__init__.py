@@ -68,8 +68,9 @@ class LoopbackApiServer:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        sockets = getattr(server, "sockets", None)
+        assert sockets, "the site did not bind"
+        self.port = sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:
         self.store.drop_watches()

@@ -56,11 +56,11 @@ def parse_selector(selector: str | None) -> Requirement:
     return lambda labels: all(req(labels) for req in requirements)
 
 
-def parse_field_selector(selector: str | None) -> Callable[[dict], bool]:  # type: ignore[type-arg]
+def parse_field_selector(selector: str | None) -> Callable[[dict], bool]:
     """`metadata.name=x,metadata.namespace!=y`: the field selectors kopf and kubectl use."""
 
-    def getter(path: str) -> Callable[[dict], str | None]:  # type: ignore[type-arg]
-        def get(obj: dict) -> str | None:  # type: ignore[type-arg]
+    def getter(path: str) -> Callable[[dict], str | None]:
+        def get(obj: dict) -> str | None:
             node = obj
             for part in path.split("."):
                 node = node.get(part) if isinstance(node, dict) else None  # type: ignore[assignment]

@@ -449,6 +449,7 @@ class Store:
                 raise ApiError(
                     409 if error.conflict else 422, "Conflict" if error.conflict else "Invalid", str(error)
                 ) from None
+            assert old is not None  # an apply to a missing object created it above
             if subresource == "scale":
                 return self._write_scale(rtype, key, old, new)
             return self._store_update(rtype, key, old, new, subresource)

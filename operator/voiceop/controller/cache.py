@@ -79,13 +79,13 @@ class ClusterCache:
     def upsert_if_absent(self, raw: Raw) -> None:
         """From an initial listing: never over a version a watch event has already brought."""
         table = self.objects if raw["kind"] in VOICEOP_KINDS else self.children
-        if _key(raw) not in table[raw["kind"]]:  # type: ignore[attr-defined]
+        if _key(raw) not in table[raw["kind"]]:
             self.upsert(raw)
 
     def remove(self, raw: Raw) -> None:
         kind = raw["kind"]
         table = self.objects if kind in VOICEOP_KINDS else self.children
-        table[kind].pop(_key(raw), None)  # type: ignore[attr-defined]
+        table[kind].pop(_key(raw), None)
 
     # --- reading --------------------------------------------------------------------------
 

@@ -19,12 +19,12 @@ from voiceop.render.metadata import MANAGED_BY
 
 logger = logging.getLogger("voiceop")
 
-VOICEOP_RESOURCES = tuple(
+VOICEOP_RESOURCES: tuple[tuple[str, ...], ...] = tuple(
     ("voiceop.dev", "v1alpha1", plural)
     for plural in ("regions", "aibackends", "voiceagents", "voiceendpoints")
 )
 # Children are watched through a server-side label selector: never every ConfigMap of a cluster.
-CHILD_RESOURCES = (
+CHILD_RESOURCES: tuple[tuple[str, ...], ...] = (
     ("apps", "v1", "deployments"),
     ("v1", "services"),
     ("v1", "configmaps"),
@@ -60,7 +60,7 @@ class OperatorRuntime:
     @staticmethod
     def configure(settings: kopf.OperatorSettings) -> None:
         for resource in CHILD_RESOURCES:
-            settings.watching.label_selectors[resource] = f"{MANAGED_BY}=voiceop"
+            settings.watching.label_selectors[resource] = f"{MANAGED_BY}=voiceop"  # type: ignore[index]
         # kopf keeps nothing in our objects' status; anything it stores goes under voiceop.dev.
         settings.persistence.finalizer = "voiceop.dev/finalizer"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="voiceop.dev")

@@ -26,7 +26,7 @@ from voiceop.controller.signals import DirectScraper, PrometheusReader, Reading
 from voiceop.kube import KINDS, ApiError, KubeClient
 from voiceop.render.metadata import ACCEPTING_CALLS, AGENT_LABEL, REGION_LABEL
 from voiceop.render.names import media_name
-from voiceop.scaling.policy import PodView, ScalerMemory, ScalingConfig, decide
+from voiceop.scaling.policy import PodState, PodView, ScalerMemory, ScalingConfig, decide
 
 logger = logging.getLogger("voiceop.scaler")
 
@@ -44,7 +44,7 @@ def condition(obj: Raw, kind: str) -> str | None:
     return None
 
 
-def pod_state(pod: Raw) -> str:
+def pod_state(pod: Raw) -> PodState:
     if (pod["metadata"].get("annotations") or {}).get(DRAINING_SINCE):
         return "draining"
     return "serving" if condition(pod, ACCEPTING_CALLS) == "True" else "starting"
@@ -157,8 +157,9 @@ class Scaler:
             )
         backends = self.cache.backends(agent.namespace)
         active = active_backend(agent, backends)
-        if active and backends[active].spec.limits and backends[active].spec.limits.max_concurrent_sessions:
-            quota_pods = backends[active].spec.limits.max_concurrent_sessions // spec.capacity.calls_per_pod
+        limits = backends[active].spec.limits if active else None
+        if active and limits is not None and limits.max_concurrent_sessions:
+            quota_pods = limits.max_concurrent_sessions // spec.capacity.calls_per_pod
             share = max(1, quota_pods // len(spec.regions))
             caps.append((f"AIBackend {active} limits.maxConcurrentSessions", share))
         return ScalingConfig(
@@ -194,7 +195,7 @@ class Scaler:
                 pod_state(p),
                 reading.calls.get(p["metadata"]["name"], 0),
                 draining_since(p),
-            )  # type: ignore[arg-type]
+            )
             for p in pods
         ]
         memory = self.memories.setdefault((agent.namespace, agent.name, region), ScalerMemory())

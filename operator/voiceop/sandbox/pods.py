@@ -246,9 +246,9 @@ class PodSimulator:
         conditions = {c["type"]: dict(c) for c in (pod.get("status") or {}).get("conditions") or []}
         changed = False
         for condition, value in (("ContainersReady", healthy), ("Ready", healthy and gated)):
-            status = "True" if value else "False"
-            if conditions.get(condition, {}).get("status") != status:
-                conditions[condition] = {"type": condition, "status": status, "lastTransitionTime": now_iso()}
+            truth = "True" if value else "False"
+            if conditions.get(condition, {}).get("status") != truth:
+                conditions[condition] = {"type": condition, "status": truth, "lastTransitionTime": now_iso()}
                 changed = True
         if changed:
             status = dict(pod.get("status") or {})

@@ -249,7 +249,7 @@ def make_autoscaler(name: str, config: ScalingConfig) -> Autoscaler:
     }
     if name not in policies:
         raise ValueError(f"unknown policy {name!r}: one of {', '.join([*policies, 'oracle'])}")
-    return policies[name](config)  # type: ignore[no-any-return]
+    return policies[name](config)
 
 
 POLICIES = ("builtin", "hpa", "keda", "kpa", "agones", "oracle")
