@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "operator" / "voiceop"
-PURE = ["api", "render", "routing", "scaling", "status.py", "references.py", "inventory.py", "loading.py", "yamlio.py"]
+PURE = [
+    "api",
+    "render",
+    "routing",
+    "scaling",
+    "status.py",
+    "references.py",
+    "inventory.py",
+    "loading.py",
+    "yamlio.py",
+]
 FORBIDDEN = ("kopf", "kubernetes", "kubernetes_asyncio", "aiohttp", "voiceop.handlers", "voiceop.runtime")
 
 

@@ -155,3 +155,22 @@ def test_no_flapping_under_constant_load(total_calls: int, start_pods: int) -> N
     settled = log[200:]
     assert len({desired for desired, *_ in settled}) == 1
     assert all(drained == undrained == new == 0 for _, drained, undrained, new in settled)
+
+
+def test_pod_startup_time_is_learned_from_pods() -> None:
+    from voiceop.controller.scaler import startup_seconds
+
+    def pod(created: str, ready: str | None) -> dict[str, object]:
+        conditions = (
+            [{"type": "ContainersReady", "status": "True", "lastTransitionTime": ready}] if ready else []
+        )
+        return {"metadata": {"creationTimestamp": created}, "status": {"conditions": conditions}}
+
+    pods = [
+        pod("2026-11-27T10:00:00Z", "2026-11-27T10:00:04Z"),
+        pod("2026-11-27T10:00:00Z", "2026-11-27T10:00:06Z"),
+        pod("2026-11-27T10:00:00Z", "2026-11-27T10:00:30Z"),
+        pod("2026-11-27T10:00:00Z", None),
+    ]
+    assert startup_seconds(pods) == 6.0  # the median of what was seen
+    assert startup_seconds([pod("2026-11-27T10:00:00Z", None)]) is None

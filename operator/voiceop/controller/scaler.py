@@ -31,6 +31,7 @@ from voiceop.scaling.policy import PodState, PodView, ScalerMemory, ScalingConfi
 logger = logging.getLogger("voiceop.scaler")
 
 TICK_SECONDS = 2.0
+DEFAULT_STARTUP_SECONDS = 10.0
 DRAINING_SINCE = "voiceop.dev/draining-since"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 DRAINING_COST = "-1000"
@@ -55,6 +56,29 @@ def draining_since(pod: Raw) -> float | None:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else None
 
 
+def startup_seconds(pods: Sequence[Raw]) -> float | None:
+    """How long these pods took from creation to ready containers, at the median."""
+    took = []
+    for pod in pods:
+        created = pod["metadata"].get("creationTimestamp")
+        ready = next(
+            (
+                c
+                for c in (pod.get("status") or {}).get("conditions") or []
+                if c.get("type") == "ContainersReady" and c.get("status") == "True"
+            ),
+            None,
+        )
+        if created and ready and ready.get("lastTransitionTime"):
+            took.append(_timestamp(ready["lastTransitionTime"]) - _timestamp(created))
+    took = sorted(t for t in took if t >= 0)
+    return took[len(took) // 2] if took else None
+
+
+def _timestamp(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def with_condition(pod: Raw, kind: str, status: str, reason: str) -> list[dict[str, Any]]:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     kept = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != kind]
@@ -69,6 +93,8 @@ class Scaler:
     tick_seconds: float = TICK_SECONDS
     memories: dict[tuple[str, str, str], ScalerMemory] = field(default_factory=dict)
     direct: DirectScraper = field(default_factory=DirectScraper)
+    # (namespace, agent, region) -> observed pod start-up time: how far ahead to plan.
+    startup: dict[tuple[str, str, str], float] = field(default_factory=dict)
     prometheus: dict[str, PrometheusReader] = field(default_factory=dict)
 
     async def run(self) -> None:
@@ -164,6 +190,10 @@ class Scaler:
             caps.append((f"AIBackend {active} limits.maxConcurrentSessions", share))
         return ScalingConfig(
             calls_per_pod=spec.capacity.calls_per_pod,
+            # What this region's pods took to start, once seen (until then the 10 s default).
+            pod_startup_seconds=self.startup.get(
+                (agent.namespace, agent.name, region), DEFAULT_STARTUP_SECONDS
+            ),
             target_utilization=spec.scaling.target_utilization,
             tick_seconds=self.tick_seconds,
             latency_slo_ms=spec.scaling.latency_slo.p95_ms,
@@ -188,6 +218,9 @@ class Scaler:
         return await self.direct.read({n: ip for n, ip in addresses.items() if ip})
 
     async def scale(self, agent: VoiceAgent, region: str, pods: Sequence[Raw]) -> RegionSignals:
+        observed = startup_seconds(pods)
+        if observed is not None:
+            self.startup[(agent.namespace, agent.name, region)] = max(1.0, observed)
         reading = await self.read(agent, pods)
         views = [
             PodView(
