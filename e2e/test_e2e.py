@@ -7,6 +7,19 @@ import json
 from conftest import ROOT, run
 
 
+def wait_billing_ready() -> None:
+    run(
+        "kubectl",
+        "wait",
+        "--for=condition=Ready",
+        "voiceagent/billing",
+        "-n",
+        "contact-center",
+        "--timeout=300s",
+        timeout=320,
+    )
+
+
 def test_examples_become_ready_agents(installed: str) -> None:
     run("kubectl", "apply", "--server-side", "-f", str(ROOT / "examples"))
     # kind nodes carry no topology labels: let the example regions schedule anywhere.
@@ -41,16 +54,7 @@ def test_kubectl_wait_for_ready_with_media_sim_pods(installed: str) -> None:
         "-p",
         '{"spec":{"image":"voiceop:e2e"}}',
     )
-    run(
-        "kubectl",
-        "wait",
-        "--for=condition=Ready",
-        "voiceagent/billing",
-        "-n",
-        "contact-center",
-        "--timeout=300s",
-        timeout=320,
-    )
+    wait_billing_ready()
     status = json.loads(
         run("kubectl", "get", "voiceagent", "billing", "-n", "contact-center", "-o", "json").stdout
     )["status"]
@@ -63,16 +67,7 @@ def test_calls_on_media_sim_pods_scale_the_region_up(installed: str) -> None:
     import time
     import urllib.request
 
-    run(
-        "kubectl",
-        "wait",
-        "--for=condition=Ready",
-        "voiceagent/billing",
-        "-n",
-        "contact-center",
-        "--timeout=300s",
-        timeout=320,
-    )
+    wait_billing_ready()
     pods = run(
         "kubectl",
         "get",

@@ -75,6 +75,18 @@ def is_ready(cluster: Cluster, name: str) -> bool:
     )
 
 
+def ready_because(cluster: Cluster, name: str, reason: str, timeout: float = 15.0) -> dict[str, Any]:
+    """The agent's Ready condition, once its reason is `reason`."""
+    return wait_for(
+        lambda: (
+            condition(agent(cluster, name), "Ready").get("reason") == reason
+            and condition(agent(cluster, name), "Ready")
+        ),
+        timeout=timeout,
+        what=reason,
+    )
+
+
 def converged(runtime: OperatorRuntime) -> bool:
     return runtime.reconciler is not None and runtime.reconciler.idle
 
@@ -258,13 +270,7 @@ def test_missing_reference_is_reported_then_heals(
         o for o in examples if not (o["kind"] == "Region" and o["metadata"]["name"] == "ap-southeast")
     ]
     cluster.apply_all(without_apac)
-    ready = wait_for(
-        lambda: (
-            condition(agent(cluster, "billing"), "Ready").get("reason") == "MissingReference"
-            and condition(agent(cluster, "billing"), "Ready")
-        ),
-        what="MissingReference",
-    )
+    ready = ready_because(cluster, "billing", "MissingReference")
     assert ready["status"] == "False"
     assert "spec.regions[2].name: Region 'ap-southeast' not found" in ready["message"]
     assert not cluster.children("Deployment", NS, "apps/v1", "billing"), "nothing half-made"
@@ -287,13 +293,7 @@ def test_bad_object_gets_a_condition_and_an_event_and_the_operator_lives_on(
     # Passes the CRD schema (the API server admits it) but is no possible phone number.
     bad["spec"]["fallback"]["humanHandoff"] = {"phoneNumber": "+1202555014399"}
     cluster.apply(bad)
-    ready = wait_for(
-        lambda: (
-            condition(agent(cluster, "broken"), "Ready").get("reason") == "InvalidSpec"
-            and condition(agent(cluster, "broken"), "Ready")
-        ),
-        what="InvalidSpec",
-    )
+    ready = ready_because(cluster, "broken", "InvalidSpec")
     assert "spec.fallback.humanHandoff.phoneNumber" in ready["message"]
     wait_for(
         lambda: any(
@@ -372,14 +372,7 @@ def test_all_backends_down_makes_the_agent_not_ready(
     cluster.apply_all(examples)
     wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
     probe.mode = "down"
-    ready = wait_for(
-        lambda: (
-            condition(agent(cluster, "billing"), "Ready").get("reason") == "NoBackendAvailable"
-            and condition(agent(cluster, "billing"), "Ready")
-        ),
-        timeout=20,
-        what="NoBackendAvailable",
-    )
+    ready = ready_because(cluster, "billing", "NoBackendAvailable", timeout=20)
     assert ready["status"] == "False"
     assert "activeBackend" not in agent(cluster, "billing")["status"]
 

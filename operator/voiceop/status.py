@@ -7,6 +7,7 @@ comparing with the live one, so an unchanged world costs no write.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,24 @@ from typing import Any
 from voiceop.api import FieldError
 
 Status = dict[str, Any]
+
+
+def now_iso() -> str:
+    """Now, as Kubernetes writes times (RFC 3339, seconds, UTC)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(stamp: str) -> float:
+    """A Kubernetes timestamp as seconds since the epoch."""
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def condition_status(obj: Mapping[str, Any], kind: str) -> str | None:
+    """The status ("True", "False", "Unknown") of one condition of an object, if it has it."""
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
 
 
 @dataclass(frozen=True)

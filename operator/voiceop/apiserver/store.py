@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime
 import itertools
 import secrets
 import threading
@@ -31,6 +30,7 @@ from voiceop.api.admission import Admission
 from voiceop.apiserver.patching import PatchError, json_patch, merge_patch, server_side_apply
 from voiceop.apiserver.resources import BUILTIN_TYPES, ResourceType, types_from_crd
 from voiceop.apiserver.selectors import SelectorError, parse_field_selector, parse_selector
+from voiceop.status import now_iso
 
 Obj = dict[str, Any]
 ObjKey = tuple[str, str]  # (namespace or "", name)
@@ -67,10 +67,6 @@ class ApiError(Exception):
 
 def not_found(rtype: ResourceType, name: str) -> ApiError:
     return ApiError(404, "NotFound", f'{rtype.plural}.{rtype.group or "core"} "{name}" not found')
-
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from voiceop.status import (
     agent_conditions,
     agent_region_status,
     describe,
+    now_iso,
     set_conditions,
     status_differs,
     without_nones,
@@ -43,10 +44,6 @@ logger = logging.getLogger("voiceop.reconciler")
 Key = tuple[
     str, str, str
 ]  # (what, namespace, name): ("agent", ns, name), ("routes", ns, ""), ("region", "", name)
-
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def backend_available(backend: AIBackend) -> bool:

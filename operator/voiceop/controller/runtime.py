@@ -12,10 +12,11 @@ import kopf
 
 from voiceop.controller.cache import CHILD_KINDS, VOICEOP_KINDS, ClusterCache
 from voiceop.controller.prober import BackendProber
-from voiceop.controller.reconciler import Reconciler, now_iso
+from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.scaler import Scaler
 from voiceop.kube import KINDS, ApiError, KubeClient
 from voiceop.render.metadata import MANAGED_BY
+from voiceop.status import now_iso
 
 logger = logging.getLogger("voiceop")
 

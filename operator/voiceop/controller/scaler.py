@@ -12,7 +12,6 @@ reconciler.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from voiceop.kube import KINDS, ApiError, KubeClient
 from voiceop.render.metadata import ACCEPTING_CALLS, AGENT_LABEL, REGION_LABEL
 from voiceop.render.names import media_name
 from voiceop.scaling.policy import PodState, PodView, ScalerMemory, ScalingConfig, decide
+from voiceop.status import condition_status, now_iso, parse_time
 
 logger = logging.getLogger("voiceop.scaler")
 
@@ -38,22 +38,15 @@ DRAINING_COST = "-1000"
 REMOVE_COST = "-2000"
 
 
-def condition(obj: Raw, kind: str) -> str | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return str(cond.get("status"))
-    return None
-
-
 def pod_state(pod: Raw) -> PodState:
     if (pod["metadata"].get("annotations") or {}).get(DRAINING_SINCE):
         return "draining"
-    return "serving" if condition(pod, ACCEPTING_CALLS) == "True" else "starting"
+    return "serving" if condition_status(pod, ACCEPTING_CALLS) == "True" else "starting"
 
 
 def draining_since(pod: Raw) -> float | None:
     stamp = (pod["metadata"].get("annotations") or {}).get(DRAINING_SINCE)
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else None
+    return parse_time(stamp) if stamp else None
 
 
 def startup_seconds(pods: Sequence[Raw]) -> float | None:
@@ -70,17 +63,13 @@ def startup_seconds(pods: Sequence[Raw]) -> float | None:
             None,
         )
         if created and ready and ready.get("lastTransitionTime"):
-            took.append(_timestamp(ready["lastTransitionTime"]) - _timestamp(created))
+            took.append(parse_time(ready["lastTransitionTime"]) - parse_time(created))
     took = sorted(t for t in took if t >= 0)
     return took[len(took) // 2] if took else None
 
 
-def _timestamp(stamp: str) -> float:
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
 def with_condition(pod: Raw, kind: str, status: str, reason: str) -> list[dict[str, Any]]:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = now_iso()
     kept = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != kind]
     return [*kept, {"type": kind, "status": status, "reason": reason, "lastTransitionTime": now}]
 
@@ -145,7 +134,7 @@ class Scaler:
     async def open_gates(self, pods: Sequence[Raw]) -> None:
         """Pods up and not draining take calls: readiness gate True."""
         for pod in pods:
-            if pod_state(pod) == "starting" and condition(pod, "ContainersReady") == "True":
+            if pod_state(pod) == "starting" and condition_status(pod, "ContainersReady") == "True":
                 await self._set_gate(pod, "True", "MediaReady")
 
     async def _set_gate(self, pod: Raw, status: str, reason: str) -> None:
@@ -234,7 +223,7 @@ class Scaler:
         memory = self.memories.setdefault((agent.namespace, agent.name, region), ScalerMemory())
         decision = decide(views, time.time(), self.config_for(agent, region), memory, reading.p95_ms)
         by_name = {p["metadata"]["name"]: p for p in pods}
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = now_iso()
         for name in decision.drain:
             await self._annotate(by_name[name], {DRAINING_SINCE: stamp, DELETION_COST: DRAINING_COST})
             await self._set_gate(self._fresh(by_name[name]), "False", "Draining")

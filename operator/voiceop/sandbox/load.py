@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from voiceop.apiserver.store import Store
-from voiceop.sandbox.pods import METRICS_PORT, PodSimulator, _condition
+from voiceop.sandbox.pods import METRICS_PORT, PodSimulator
+from voiceop.status import condition_status
 
 
 @dataclass
@@ -55,7 +56,7 @@ class CallLoad:
         return [
             p["metadata"]["name"]
             for p in items
-            if _condition(p, "Ready") == "True" and "deletionTimestamp" not in p["metadata"]
+            if condition_status(p, "Ready") == "True" and "deletionTimestamp" not in p["metadata"]
         ]
 
     def _run(self) -> None:

@@ -22,7 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from voiceop.apiserver.store import ApiError, Store, now_iso
+from voiceop.apiserver.store import ApiError, Store
+from voiceop.status import condition_status, now_iso
 
 logger = logging.getLogger("voiceop.sandbox")
 FINALIZER = "sandbox.voiceop.dev/kubelet"
@@ -139,7 +140,7 @@ class PodSimulator:
 
             def order(pod: dict[str, Any]) -> tuple[int, int, str]:
                 cost = int((pod["metadata"].get("annotations") or {}).get(DELETION_COST, "0"))
-                ready = _condition(pod, "Ready") == "True"
+                ready = condition_status(pod, "Ready") == "True"
                 return (cost, ready, "~" + pod["metadata"]["creationTimestamp"])  # newest first
 
             for victim in sorted(alive, key=order)[: len(alive) - want]:
@@ -242,7 +243,7 @@ class PodSimulator:
             return
         healthy = _get(f"http://{running.ip}:{METRICS_PORT}/healthz")[0] == 200
         gates = [g["conditionType"] for g in pod["spec"].get("readinessGates") or []]
-        gated = all(_condition(pod, gate) == "True" for gate in gates)
+        gated = all(condition_status(pod, gate) == "True" for gate in gates)
         conditions = {c["type"]: dict(c) for c in (pod.get("status") or {}).get("conditions") or []}
         changed = False
         for condition, value in (("ContainersReady", healthy), ("Ready", healthy and gated)):
@@ -299,7 +300,7 @@ class PodSimulator:
             if any(ref["uid"] == meta["uid"] for ref in p["metadata"].get("ownerReferences") or [])
             and "deletionTimestamp" not in p["metadata"]
         ]
-        ready = sum(1 for p in mine if _condition(p, "Ready") == "True")
+        ready = sum(1 for p in mine if condition_status(p, "Ready") == "True")
         status = {
             "observedGeneration": meta.get("generation", 1),
             "replicas": len(mine),
@@ -319,10 +320,3 @@ class PodSimulator:
                 )
             except ApiError:
                 pass
-
-
-def _condition(obj: dict[str, Any], kind: str) -> str | None:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind:
-            return str(condition.get("status"))
-    return None

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from voiceop.scaling.policy import Decision, PodView, ScalerMemory, ScalingConfig, decide
+from voiceop.scaling.policy import Decision, PodView, ScalerMemory, ScalingConfig, decide, stabilized
 
 Victims = Literal["drain", "replicaset", "empty-only"]
 
@@ -108,12 +108,10 @@ class HpaPods:
         return math.ceil(ratio * len(with_metrics))
 
     def behave(self, now: float, current: int, recommendation: int) -> int:
-        self.recommendations.append((now, recommendation))
-        while self.recommendations and self.recommendations[0][0] < now - self.stabilization_seconds:
-            self.recommendations.popleft()
+        highest = stabilized(self.recommendations, now, recommendation, self.stabilization_seconds)
         if recommendation > current:
             return min(recommendation, max(2 * current, current + 4))
-        return min(current, max(r for _, r in self.recommendations))
+        return min(current, highest)
 
     def step(self, view: RegionView) -> int:
         return _clamp(self.behave(view.now, view.replicas, self.recommend(view)), self.config)
