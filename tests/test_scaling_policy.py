@@ -38,16 +38,38 @@ def test_latency_over_slo_adds_pods() -> None:
     assert slow.desired > calm.desired and slow.desired >= 5
 
 
-def test_scale_down_waits_for_the_delay_then_drains_the_emptiest_pods() -> None:
+def test_a_latency_breach_pods_cannot_fix_adds_a_step_per_window_not_per_tick() -> None:
+    """A slow AI backend keeps p95 high whatever the media pods do: growth must stay paced."""
+    memory = ScalerMemory()
+    pods = serving(5, 5, 5, 5, 5, 5, 5, 5, 5, 5)
+    desired = []
+    for tick in range(30):  # 60 s of breach
+        decision = decide(pods, tick * 2.0, CONFIG, memory, p95_latency_ms=1500)
+        desired.append(decision.desired)
+        pods = pods + [PodView(f"new-{tick}-{i}", "serving", 0) for i in range(decision.desired - len(pods))]
+    assert desired[0] == 11
+    assert desired[14] == 11, "no second step before the first could show in latency"
+    assert desired[15] == 11 + math.ceil(11 * 0.1) and desired[-1] == desired[15]
+
+
+def test_scale_down_drains_the_emptiest_pods_early_and_holds_them_for_the_delay() -> None:
     memory = ScalerMemory()
     decide(serving(7, 7, 7, 7, 7, 7), 0.0, CONFIG, memory)
-    early = decide(serving(1, 3, 0, 2, 1, 1), 100.0, CONFIG, memory)
-    assert early.desired == 6 and early.drain == ()
-    late = decide(serving(1, 3, 0, 2, 1, 1), 301.0, CONFIG, memory)
-    assert late.desired == math.ceil(8 / 7)
-    assert set(late.drain) == {"pod-2", "pod-0", "pod-4", "pod-5"}  # fewest calls first
-    assert late.remove == ("pod-2",)  # only the empty one goes now
-    assert late.replicas == late.desired + len(late.drain) - len(late.remove)
+    noise = decide(serving(1, 3, 0, 2, 1, 1), 30.0, CONFIG, memory)
+    assert noise.desired == 6 and noise.drain == (), "a dip shorter than a minute changes nothing"
+    early = decide(serving(1, 3, 0, 2, 1, 1), 61.0, CONFIG, memory)
+    assert early.desired == math.ceil(8 / 7)
+    assert set(early.drain) == {"pod-2", "pod-0", "pod-4", "pod-5"}  # fewest calls first
+    assert early.remove == () and early.replicas == 6, "pods are held for scaleDownDelaySeconds"
+    pods = [
+        *serving(1, 3),
+        *(PodView(f"pod-{i}", "draining", c, 61.0) for i, c in ((2, 0), (3, 2), (4, 0), (5, 1))),
+    ]
+    held = decide(pods, 200.0, CONFIG, memory)
+    assert held.remove == () and held.replicas == 6
+    late = decide(pods, 301.0, CONFIG, memory)
+    assert set(late.remove) == {"pod-2", "pod-4"}, "after the delay the empty ones go, the busy ones stay"
+    assert late.replicas == 4
 
 
 def test_draining_pods_go_only_when_empty_or_past_the_longest_call() -> None:
@@ -61,6 +83,14 @@ def test_draining_pods_go_only_when_empty_or_past_the_longest_call() -> None:
     assert decision.remove == ("c",)
     decision = decide(pods, 700.0, config, ScalerMemory())
     assert set(decision.remove) == {"b", "c"}
+
+
+def test_first_sight_holds_the_pods_running_now() -> None:
+    """After an operator restart, surplus pods are not cut before the delay (as the HPA seeds)."""
+    memory = ScalerMemory()
+    first = decide(serving(0, 0, 0, 0), 0.0, CONFIG, memory)
+    assert first.replicas == 4 and first.remove == ()
+    assert decide(serving(0, 0, 0, 0), 301.0, CONFIG, memory).replicas == 1
 
 
 def test_returning_demand_reuses_draining_pods_before_starting_new_ones() -> None:

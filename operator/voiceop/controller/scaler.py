@@ -242,13 +242,14 @@ class Scaler:
                 sub="scale",
             )
             logger.info(
-                "%s/%s %s: %d -> %d pods (%d calls, want %d%s)",
+                "%s/%s %s: %d -> %d pods (%d calls%s, want %d serving%s)",
                 agent.namespace,
                 agent.name,
                 region,
                 (deployment.get("spec") or {}).get("replicas", 1),
                 decision.replicas,
                 sum(reading.calls.values()),
+                "" if reading.p95_ms is None else f", p95 {reading.p95_ms:.0f} ms",
                 decision.wanted,
                 f", limited by {decision.limited_by}" if decision.limited_by else "",
             )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -69,18 +71,26 @@ def add(total: Buckets, more: Buckets) -> Buckets:
     return [(bound, a + b) for (bound, a), (_, b) in zip(total, more, strict=True)]
 
 
+LATENCY_WINDOW_SECONDS = 30.0  # as the Prometheus query's rate(...[30s])
+
+
 @dataclass
 class DirectScraper:
-    """GET http://<podIP>:9090/metrics of each pod; p95 from the bucket growth since last time."""
+    """GET http://<podIP>:9090/metrics of each pod; p95 from the buckets' growth over the last
+    30 s (a 2 s tick alone holds too few turns for a 95th percentile)."""
 
     timeout_s: float = 1.0
-    previous: dict[str, Buckets] = field(default_factory=dict)
+    port: int = METRICS_PORT
+    # pod name -> (time, cumulative buckets) snapshots, oldest first. One scraper serves every
+    # agent and region, so a pod's history is forgotten by age, not by who was read last.
+    history: dict[str, deque[tuple[float, Buckets]]] = field(default_factory=dict)
     _session: aiohttp.ClientSession | None = None
 
     async def read(self, pods: Mapping[str, str]) -> Reading:
         """`pods`: name -> IP."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        now = time.monotonic()
         names = list(pods)
         answers = await asyncio.gather(*(self._scrape(pods[name]) for name in names), return_exceptions=True)
         calls: dict[str, int] = {}
@@ -91,16 +101,22 @@ class DirectScraper:
             live, buckets = answer
             calls[name] = live
             if buckets:
-                window = add(window, subtract(buckets, self.previous.get(name)))
-                self.previous[name] = buckets
-        for gone in set(self.previous) - set(pods):
-            del self.previous[gone]
+                snapshots = self.history.setdefault(name, deque())
+                while len(snapshots) > 1 and snapshots[1][0] <= now - LATENCY_WINDOW_SECONDS:
+                    snapshots.popleft()
+                if snapshots:  # a pod first seen has no window yet (its counts may span days)
+                    window = add(window, subtract(buckets, snapshots[0][1]))
+                snapshots.append((now, buckets))
+        for name in [
+            n for n, snaps in self.history.items() if snaps[-1][0] < now - 2 * LATENCY_WINDOW_SECONDS
+        ]:
+            del self.history[name]  # a pod not seen for a minute is gone
         p95 = histogram_quantile(0.95, window)
         return Reading(calls, None if p95 is None else p95 * 1000)
 
     async def _scrape(self, ip: str) -> tuple[int, Buckets] | None:
         assert self._session is not None
-        async with self._session.get(f"http://{ip}:{METRICS_PORT}/metrics") as response:
+        async with self._session.get(f"http://{ip}:{self.port}/metrics") as response:
             if response.status != 200:
                 return None
             return parse_pod_metrics(await response.text())

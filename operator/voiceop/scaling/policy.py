@@ -4,15 +4,22 @@
 
 raised ahead of climbing demand by what will arrive while a new pod starts (the net growth of
 live calls over a short window, times the start-up time: Knative's panic idea, on calls), and
-by one step when p95 voice latency breaches the SLO; held for `scaleDownDelaySeconds` before
-going down (the highest recommendation of that window wins, as the HPA's stabilization);
-bounded by min/max, the Region's capacity and the AIBackend's quota, but never below what the
-live calls need (`ceil(calls / callsPerPod)`), whatever a bound says.
+by one step when p95 voice latency breaches the SLO; bounded by min/max, the Region's capacity
+and the AIBackend's quota, but never below what the live calls need
+(`ceil(calls / callsPerPod)`), whatever a bound says.
+
+Two numbers come out of a decision. `desired` is the serving set: the pods taking new calls.
+It follows demand with a short stabilization (a minute, as Knative's stable window), so the
+pods that are no longer needed start draining early. `replicas` is the Deployment's size: the
+highest recommendation of the last `scaleDownDelaySeconds` (the HPA's stabilization), and
+never fewer than the serving pods plus the draining pods that still hold calls. So pods are
+held for the delay before going down, as every stock autoscaler holds them, but they spend
+the delay finishing their calls while staying warm: when the delay ends they are empty and go
+at once, and when demand comes back they serve again within a tick, before any new pod starts.
 
 Scale-in is call-safe: pods leave the serving set (readiness gate false, lowest
 pod-deletion-cost) fewest-calls first, and are removed only when empty or past
-`maxCallDurationSeconds`. When demand comes back, draining pods serve again before new ones
-start.
+`maxCallDurationSeconds`.
 """
 
 from __future__ import annotations
@@ -27,7 +34,11 @@ PodState = Literal["starting", "serving", "draining"]
 
 GROWTH_WINDOW_SECONDS = 6.0  # short, like Knative's panic window: react within seconds
 LATENCY_STEP = 0.1  # a latency breach adds 10% (at least one pod)
+# ...once per this long: new pods must start and show in a latency window before the next step,
+# or a breach that pods cannot fix (a slow AI backend) would add 10% every tick up to the max.
+LATENCY_STEP_SECONDS = 30.0
 PROJECTION_HOLD = 2  # start-up horizons a projected need is kept
+SERVING_WINDOW_SECONDS = 60.0  # the serving set goes down once demand stayed down this long
 # A projection is planned at this utilization, between the target and full: the target's own
 # headroom already absorbs part of the growth, and planning it twice costs pods all day.
 PROJECTION_UTILIZATION = 0.85
@@ -62,14 +73,16 @@ class ScalerMemory:
     """What one region's scaler remembers between ticks."""
 
     calls: deque[tuple[float, int]] = field(default_factory=deque)  # (time, live calls)
-    recommendations: deque[tuple[float, int]] = field(default_factory=deque)  # real demand
+    recommendations: deque[tuple[float, int]] = field(default_factory=deque)  # real demand: pods kept
+    serving: deque[tuple[float, int]] = field(default_factory=deque)  # real demand: serving set
     projections: deque[tuple[float, int]] = field(default_factory=deque)  # projected demand
+    latency_step: tuple[float, int] | None = None  # (when, pods) of the last latency step
 
 
 @dataclass(frozen=True)
 class Decision:
     desired: int  # pods that should serve calls
-    replicas: int  # the Deployment's replicas: desired, plus draining pods still running
+    replicas: int  # the Deployment's replicas: desired, plus draining pods kept or still busy
     drain: tuple[str, ...]  # leave the serving set now
     undrain: tuple[str, ...]  # back into the serving set
     remove: tuple[str, ...]  # empty (or past the longest call): delete now
@@ -130,15 +143,25 @@ def decide(
     serving = [p for p in pods if p.state == "serving"]
     starting = [p for p in pods if p.state == "starting"]
     draining = [p for p in pods if p.state == "draining"]
+    active = len(serving) + len(starting)
+    if not memory.recommendations and config.scale_down_delay_seconds > 0:
+        # First sight (or an operator restart): what runs now counts as just recommended, so
+        # nothing is scaled in before the delay has passed (the HPA seeds its window the same way).
+        memory.recommendations.append((now, active + len(draining)))
+        memory.serving.append((now, active))
     per_pod_target = config.calls_per_pod * config.target_utilization
 
-    # What the calls of now need, held for the scale-down delay (only real demand is held:
-    # a projection that did not come true must not keep pods for five minutes).
+    # What the calls of now need. Only real demand is held: a projection that did not come
+    # true must not keep pods for five minutes.
     need_now = math.ceil(calls / per_pod_target)
     if p95_latency_ms is not None and p95_latency_ms > config.latency_slo_ms:
-        current = len(serving) + len(starting)
-        need_now = max(need_now, current + max(1, math.ceil(current * LATENCY_STEP)))
-    held = stabilized(memory.recommendations, now, need_now, config.scale_down_delay_seconds)
+        last = memory.latency_step
+        if last is None or now - last[0] >= LATENCY_STEP_SECONDS:
+            memory.latency_step = last = (now, active + max(1, math.ceil(active * LATENCY_STEP)))
+        need_now = max(need_now, last[1])
+    kept = stabilized(memory.recommendations, now, need_now, config.scale_down_delay_seconds)
+    serve_window = min(SERVING_WINDOW_SECONDS, config.scale_down_delay_seconds)
+    held = stabilized(memory.serving, now, need_now, serve_window)
     # What will be live when a pod started now can serve: growth, and its own growth.
     gain, speeding = growth(memory, now, calls)
     horizon = config.pod_startup_seconds + config.tick_seconds
@@ -155,8 +178,8 @@ def decide(
     desired, limited_by = bounded(wanted, floor, config)
     if limited_by is not None and desired >= wanted:
         limited_by = None
+    keep, _ = bounded(kept, desired, config)
 
-    active = len(serving) + len(starting)
     drain: list[str] = []
     undrain: list[str] = []
     if desired > active:
@@ -170,11 +193,16 @@ def decide(
         drain = [p.name for p in candidates[: active - desired]]
         draining = draining + [p for p in pods if p.name in drain]
 
-    remove = [
+    # Past the longest call a pod goes whatever it holds; an empty one goes once the pods
+    # kept for the delay no longer need it.
+    overdue = [
         p.name
         for p in draining
-        if p.calls == 0
-        or (p.draining_since is not None and now - p.draining_since >= config.max_call_duration_seconds)
+        if p.draining_since is not None and now - p.draining_since >= config.max_call_duration_seconds
     ]
+    running = desired + len(draining) - len(overdue)
+    spare = max(0, running - keep)
+    empty = [p.name for p in draining if p.calls == 0 and p.name not in overdue]
+    remove = overdue + empty[:spare]
     replicas = desired + len(draining) - len(remove)
     return Decision(desired, replicas, tuple(drain), tuple(undrain), tuple(remove), limited_by, wanted)

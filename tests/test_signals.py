@@ -1,0 +1,89 @@
+"""Scaling signals: the quantile math, prometheus-client's exposition parsed back, and the
+direct scraper reading real media-sim HTTP servers on loopback addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from aiohttp import web
+from prometheus_client.exposition import generate_latest
+
+from voiceop.controller.signals import DirectScraper, histogram_quantile, parse_pod_metrics
+from voiceop.mediasim import MediaPod, build_app
+
+
+def test_histogram_quantile_interpolates_inside_the_bucket() -> None:
+    buckets = [(0.5, 50.0), (1.0, 100.0), (float("inf"), 100.0)]
+    assert histogram_quantile(0.5, buckets) == 0.5
+    assert histogram_quantile(0.95, buckets) == pytest.approx(0.95)
+    assert histogram_quantile(0.95, []) is None
+    assert histogram_quantile(0.95, [(1.0, 0.0), (float("inf"), 0.0)]) is None
+    assert histogram_quantile(0.99, [(1.0, 90.0), (float("inf"), 100.0)]) == 1.0  # +Inf: the last bound
+
+
+async def _pod_metrics() -> tuple[int, list[tuple[float, float]]]:
+    pod = MediaPod(slots=4)
+    for seconds in (0.45, 0.55, 1.1):
+        pod.latency.observe(seconds)
+    pod.active.set(3)
+    return parse_pod_metrics(generate_latest(pod.registry).decode())
+
+
+def test_pod_metrics_are_parsed_with_prometheus_clients_parser() -> None:
+    calls, buckets = asyncio.run(_pod_metrics())
+    assert calls == 3
+    assert dict(buckets)[0.5] == 1 and dict(buckets)[0.6] == 2 and buckets[-1] == (float("inf"), 3)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _scrape_two_regions() -> list[float | None]:
+    port = free_port()
+    pods = {"eu-pod": ("127.0.0.2", MediaPod(slots=10)), "us-pod": ("127.0.0.3", MediaPod(slots=10))}
+    runners = []
+    for ip, pod in pods.values():
+        runner = web.AppRunner(build_app(pod))
+        await runner.setup()
+        await web.TCPSite(runner, ip, port).start()
+        runners.append(runner)
+    scraper = DirectScraper(port=port)
+
+    def observe(name: str, seconds: float, times: int = 40) -> None:
+        for _ in range(times):
+            pods[name][1].latency.observe(seconds)
+
+    def read(name: str) -> asyncio.Future[float | None]:
+        async def go() -> float | None:
+            return (await scraper.read({name: pods[name][0]})).p95_ms
+
+        return asyncio.ensure_future(go())
+
+    try:
+        observe("eu-pod", 1.2)  # hot before the scaler first looks: not part of any window
+        observe("us-pod", 1.2)
+        seen = [await read("eu-pod"), await read("us-pod")]  # first sight: no window yet
+        observe("eu-pod", 0.45)
+        observe("us-pod", 1.2)
+        # Each region is read in turn, as the scaler does: one must not forget the other's pods.
+        seen += [await read("eu-pod"), await read("us-pod")]
+        observe("eu-pod", 0.45)
+        seen += [await read("eu-pod")]
+        return seen
+    finally:
+        await scraper.close()
+        for runner in runners:
+            await runner.cleanup()
+
+
+def test_direct_scraper_measures_each_region_over_its_own_window() -> None:
+    first_eu, first_us, eu, us, eu_again = asyncio.run(_scrape_two_regions())
+    assert first_eu is None and first_us is None, "counts since a pod started are not a window"
+    assert eu is not None and 400 <= eu <= 500
+    assert us is not None and 1000 <= us <= 1250
+    assert eu_again is not None and 400 <= eu_again <= 500
