@@ -1,21 +1,37 @@
-"""`voiceop demo`, the README's first command, runs end to end and cuts no call."""
+"""`voiceop demo`, the README's first command, runs end to end: pods rise with calls, drain
+and go after the scale-down delay, and no call is cut."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 
-def test_demo_runs_and_cuts_no_call() -> None:
+def test_demo_scales_out_and_back_in_and_cuts_no_call() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "voiceop", "demo", "--duration", "12", "--peak", "2"],
+        [
+            sys.executable,
+            "-m",
+            "voiceop",
+            "demo",
+            "--duration",
+            "20",
+            "--peak",
+            "3",
+            "--scale-down-delay",
+            "10",
+        ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "both VoiceAgents Ready" in out
     assert "Deployment               billing-ap-southeast, billing-eu-west, billing-us-east" in out
-    assert "scale  contact-center/billing" in out, "scaling decisions are printed"
+    grew = [int(m) for m in re.findall(r"billing eu-west: \d+ -> (\d+) pods", out)]
+    assert grew and max(grew) > 2, "calls raised eu-west above its 2 minimum pods"
+    assert "pods stop taking calls" in out, "scale-in drains before it removes"
+    assert "pods ready/desired: eu-west 2/2, us-east 2/2" in out, "back at the minimum after the delay"
     assert ", cut 0" in out

@@ -36,6 +36,9 @@ def test_latency_over_slo_adds_pods() -> None:
     calm = decide(serving(5, 5, 5, 5), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=500)
     slow = decide(serving(5, 5, 5, 5), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=1200)
     assert slow.desired > calm.desired and slow.desired >= 5
+    idle = decide(serving(1, 1, 1, 1), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=1200)
+    quiet = decide(serving(1, 1, 1, 1), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=500)
+    assert idle.desired == quiet.desired == 4, "idle pods are not what makes voice slow: no step"
 
 
 def test_a_latency_breach_pods_cannot_fix_adds_a_step_per_window_not_per_tick() -> None:

@@ -163,7 +163,7 @@ def cmd_media_sim(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from voiceop.sandbox.demo import main as demo_main
 
-    return demo_main(args.duration, args.peak)
+    return demo_main(args.duration, args.peak, args.scale_down_delay)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=60.0, metavar="S", help="seconds of caller load")
     demo.add_argument(
         "--peak", type=float, default=2.5, metavar="CALLS", help="peak calls per second (eu-west)"
+    )
+    demo.add_argument(
+        "--scale-down-delay",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="billing's scaleDownDelaySeconds in the demo (the example says 300)",
     )
     demo.set_defaults(run=cmd_demo)
 

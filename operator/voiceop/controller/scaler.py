@@ -232,6 +232,16 @@ class Scaler:
             await self._set_gate(self._fresh(by_name[name]), "True", "DemandReturned")
         for name in decision.remove:
             await self._annotate(by_name[name], {DELETION_COST: REMOVE_COST})
+        where = f"{agent.namespace}/{agent.name} {region}"
+        if decision.drain:
+            logger.info(
+                "%s: %d pods stop taking calls (%s calls on them); they stay warm until empty and the delay ends",
+                where,
+                len(decision.drain),
+                sum(v.calls for v in views if v.name in decision.drain),
+            )
+        if decision.undrain:
+            logger.info("%s: %d draining pods take calls again", where, len(decision.undrain))
         deployment = self.cache.child("Deployment", agent.namespace, media_name(agent.name, region))
         if deployment is not None and (deployment.get("spec") or {}).get("replicas", 1) != decision.replicas:
             await self.client.patch(
@@ -242,10 +252,8 @@ class Scaler:
                 sub="scale",
             )
             logger.info(
-                "%s/%s %s: %d -> %d pods (%d calls%s, want %d serving%s)",
-                agent.namespace,
-                agent.name,
-                region,
+                "%s: %d -> %d pods (%d calls%s, want %d serving%s)",
+                where,
                 (deployment.get("spec") or {}).get("replicas", 1),
                 decision.replicas,
                 sum(reading.calls.values()),

@@ -37,6 +37,9 @@ LATENCY_STEP = 0.1  # a latency breach adds 10% (at least one pod)
 # ...once per this long: new pods must start and show in a latency window before the next step,
 # or a breach that pods cannot fix (a slow AI backend) would add 10% every tick up to the max.
 LATENCY_STEP_SECONDS = 30.0
+# ...and only while the serving pods carry at least half their target load: on idle pods a slow
+# p95 is the backend's or the network's, and more media pods would not lower it.
+LATENCY_MIN_LOAD = 0.5
 PROJECTION_HOLD = 2  # start-up horizons a projected need is kept
 SERVING_WINDOW_SECONDS = 60.0  # the serving set goes down once demand stayed down this long
 # A projection is planned at this utilization, between the target and full: the target's own
@@ -144,17 +147,18 @@ def decide(
     starting = [p for p in pods if p.state == "starting"]
     draining = [p for p in pods if p.state == "draining"]
     active = len(serving) + len(starting)
+    per_pod_target = config.calls_per_pod * config.target_utilization
     if not memory.recommendations and config.scale_down_delay_seconds > 0:
         # First sight (or an operator restart): what runs now counts as just recommended, so
         # nothing is scaled in before the delay has passed (the HPA seeds its window the same way).
         memory.recommendations.append((now, active + len(draining)))
         memory.serving.append((now, active))
-    per_pod_target = config.calls_per_pod * config.target_utilization
 
     # What the calls of now need. Only real demand is held: a projection that did not come
     # true must not keep pods for five minutes.
     need_now = math.ceil(calls / per_pod_target)
-    if p95_latency_ms is not None and p95_latency_ms > config.latency_slo_ms:
+    loaded = calls >= LATENCY_MIN_LOAD * active * per_pod_target
+    if p95_latency_ms is not None and p95_latency_ms > config.latency_slo_ms and loaded:
         last = memory.latency_step
         if last is None or now - last[0] >= LATENCY_STEP_SECONDS:
             memory.latency_step = last = (now, active + max(1, math.ceil(active * LATENCY_STEP)))

@@ -335,7 +335,9 @@ class AgentRegionStatus(ApiModel):
     name: str = Field(max_length=63, description="Region name.")
     replicas: int = Field(default=0, ge=0, description="Media pods in the region.")
     ready_replicas: int = Field(default=0, ge=0, description="Media pods ready to take calls.")
-    desired_replicas: int = Field(default=0, ge=0, description="Media pods the scaler wants.")
+    desired_replicas: int = Field(
+        default=0, ge=0, description="Media pods the scaler wants taking calls (pods draining come on top)."
+    )
     active_calls: int = Field(default=0, ge=0, description="Calls in progress in the region.")
     p95_latency_ms: int | None = Field(
         default=None, ge=0, description="Recent 95th percentile voice response latency in ms."
