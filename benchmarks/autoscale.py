@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 from voiceop.scaling.baselines import POLICIES
@@ -77,6 +78,18 @@ def main() -> None:
         if args.plot_dir:
             args.plot_dir.mkdir(parents=True, exist_ok=True)
             plot(results, args.plot_dir / f"{trace}.png", f"{trace}: 10 calls/pod, 10 s start-up, target 0.7")
+    print()
+    print("burst, builtin by scaleDownDelaySeconds (the hold bound is what the hold alone costs)")
+    print(f"{'delay s':>8} {'rejected %':>11} {'dropped':>8} {'pod-s/oracle':>13} {'hold bound':>11}")
+    calls = read_trace(TRACES / "burst.csv")
+    oracle = summarize("oracle", simulate(calls, "oracle", CONFIG))["pod_seconds"]
+    for delay in (0.0, 60.0, 120.0, 300.0):
+        config = replace(CONFIG, scale_down_delay_seconds=delay)
+        row = summarize("builtin", simulate(calls, "builtin", config))
+        print(
+            f"{delay:>8.0f} {row['rejected_pct']:>11.3f} {row['dropped']:>8} "
+            f"{row['pod_seconds'] / oracle:>13.2f} {hold_bound(calls, config) / oracle:>11.2f}"
+        )
     print()
     for trace, criterion, holds in verdicts:
         print(f"{'PASS' if holds else 'FAIL'}  {trace:<12} {criterion}")

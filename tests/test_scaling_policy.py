@@ -32,6 +32,17 @@ def test_growth_is_met_ahead_of_time() -> None:
     assert desired[-1] > math.ceil(76 / 7), "climbing calls are provisioned for what arrives during start-up"
 
 
+def test_a_climbing_arrival_rate_is_provisioned_for() -> None:
+    """Same live-call curve; arrivals that speed up (a TV spot starting) ask for more pods."""
+
+    def last_desired(arrivals: list[float]) -> int:
+        memory = ScalerMemory()
+        steps = zip((0, 2, 4, 6), (40, 52, 64, 76), arrivals, strict=True)
+        return [decide(serving(*[c // 4] * 4), t, CONFIG, memory, None, a) for t, c, a in steps][-1].desired
+
+    assert last_desired([12.0, 16.0, 20.0, 24.0]) > last_desired([6.0, 6.0, 6.0, 6.0])
+
+
 def test_latency_over_slo_adds_pods() -> None:
     calm = decide(serving(5, 5, 5, 5), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=500)
     slow = decide(serving(5, 5, 5, 5), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=1200)

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.exposition import generate_latest
 
-from voiceop.controller.signals import DirectScraper, histogram_quantile, parse_pod_metrics
+from voiceop.controller.signals import DirectScraper, PodSample, histogram_quantile, parse_pod_metrics
 from voiceop.mediasim import MediaPod, build_app
 
 
@@ -23,18 +23,20 @@ def test_histogram_quantile_interpolates_inside_the_bucket() -> None:
     assert histogram_quantile(0.99, [(1.0, 90.0), (float("inf"), 100.0)]) == 1.0  # +Inf: the last bound
 
 
-async def _pod_metrics() -> tuple[int, list[tuple[float, float]]]:
+async def _pod_metrics() -> PodSample:
     pod = MediaPod(slots=4)
     for seconds in (0.45, 0.55, 1.1):
         pod.latency.observe(seconds)
     pod.active.set(3)
+    pod.total.inc(7)
     return parse_pod_metrics(generate_latest(pod.registry).decode())
 
 
 def test_pod_metrics_are_parsed_with_prometheus_clients_parser() -> None:
-    calls, buckets = asyncio.run(_pod_metrics())
-    assert calls == 3
-    assert dict(buckets)[0.5] == 1 and dict(buckets)[0.6] == 2 and buckets[-1] == (float("inf"), 3)
+    sample = asyncio.run(_pod_metrics())
+    assert sample.calls == 3 and sample.taken == 7
+    buckets = dict(sample.buckets)
+    assert buckets[0.5] == 1 and buckets[0.6] == 2 and buckets[float("inf")] == 3
 
 
 def free_port() -> int:
@@ -52,14 +54,16 @@ async def _scrape_two_regions() -> list[float | None]:
         await runner.setup()
         await web.TCPSite(runner, ip, port).start()
         runners.append(runner)
-    scraper = DirectScraper(port=port)
+    clock = [0.0]
+    scraper = DirectScraper(port=port, clock=lambda: clock[0])
 
     def observe(name: str, seconds: float, times: int = 40) -> None:
         for _ in range(times):
             pods[name][1].latency.observe(seconds)
 
-    def read(name: str) -> asyncio.Future[float | None]:
+    def read(name: str, *, after: float = 2.0) -> asyncio.Future[float | None]:
         async def go() -> float | None:
+            clock[0] += after
             return (await scraper.read({name: pods[name][0]})).p95_ms
 
         return asyncio.ensure_future(go())
@@ -87,3 +91,39 @@ def test_direct_scraper_measures_each_region_over_its_own_window() -> None:
     assert eu is not None and 400 <= eu <= 500
     assert us is not None and 1000 <= us <= 1250
     assert eu_again is not None and 400 <= eu_again <= 500
+
+
+async def _arrivals() -> list[float | None]:
+    port = free_port()
+    pod = MediaPod(slots=10)
+    runner = web.AppRunner(build_app(pod))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.4", port).start()
+    clock = [100.0]
+    scraper = DirectScraper(port=port, clock=lambda: clock[0])
+    seen = []
+    try:
+        for taken in (0, 4, 4, 12, 24, 36):  # calls taken during each 2 s tick
+            pod.total.inc(taken)
+            seen.append((await scraper.read({"pod": "127.0.0.4"})).arrivals_per_second)
+            clock[0] += 2.0
+        pod.total._value.set(3)  # the container restarted: its counter starts again
+        seen.append((await scraper.read({"pod": "127.0.0.4"})).arrivals_per_second)
+        return seen
+    finally:
+        await scraper.close()
+        await runner.cleanup()
+
+
+def test_direct_scraper_reads_calls_taken_per_second_over_six_seconds() -> None:
+    first, *rates, restarted = asyncio.run(_arrivals())
+    assert first is None, "one sample is not a rate"
+    # Each read looks back to the newest sample at least 6 s old (or the oldest it has).
+    assert rates == [
+        pytest.approx(4 / 2),
+        pytest.approx(8 / 4),
+        pytest.approx(20 / 6),
+        pytest.approx(40 / 6),
+        pytest.approx(72 / 6),
+    ]
+    assert restarted == pytest.approx(3 / 6)

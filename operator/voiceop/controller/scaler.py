@@ -221,7 +221,14 @@ class Scaler:
             for p in pods
         ]
         memory = self.memories.setdefault((agent.namespace, agent.name, region), ScalerMemory())
-        decision = decide(views, time.time(), self.config_for(agent, region), memory, reading.p95_ms)
+        decision = decide(
+            views,
+            time.time(),
+            self.config_for(agent, region),
+            memory,
+            reading.p95_ms,
+            reading.arrivals_per_second,
+        )
         by_name = {p["metadata"]["name"]: p for p in pods}
         stamp = now_iso()
         for name in decision.drain:

@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -25,6 +25,16 @@ Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), ascendin
 class Reading:
     calls: dict[str, int]  # pod name -> live calls (pods that answered)
     p95_ms: float | None
+    arrivals_per_second: float | None = None  # calls taken by the region's pods, recently
+
+
+@dataclass(frozen=True)
+class PodSample:
+    """One /metrics answer of a media pod."""
+
+    calls: int  # voice_active_calls
+    buckets: Buckets  # voice_response_latency_seconds, cumulative
+    taken: float | None  # voice_calls_total (None: the pod does not report it)
 
 
 def histogram_quantile(q: float, buckets: Buckets) -> float | None:
@@ -47,16 +57,18 @@ def histogram_quantile(q: float, buckets: Buckets) -> float | None:
     return previous_bound
 
 
-def parse_pod_metrics(text: str) -> tuple[int, Buckets]:
-    """Live calls and the latency histogram's cumulative buckets from one /metrics answer."""
-    calls, buckets = 0, []
+def parse_pod_metrics(text: str) -> PodSample:
+    """Live calls, calls taken and the latency histogram's buckets from one /metrics answer."""
+    calls, buckets, taken = 0, [], None
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "voice_active_calls":
                 calls = int(sample.value)
+            elif sample.name == "voice_calls_total":
+                taken = sample.value
             elif sample.name == "voice_response_latency_seconds_bucket":
                 buckets.append((float(sample.labels["le"]), sample.value))
-    return calls, sorted(buckets)
+    return PodSample(calls, sorted(buckets), taken)
 
 
 def subtract(now: Buckets, before: Buckets | None) -> Buckets:
@@ -72,49 +84,62 @@ def add(total: Buckets, more: Buckets) -> Buckets:
 
 
 LATENCY_WINDOW_SECONDS = 30.0  # as the Prometheus query's rate(...[30s])
+ARRIVAL_WINDOW_SECONDS = 6.0  # calls taken per second: short, a ramp must show within seconds
 
 
 @dataclass
 class DirectScraper:
     """GET http://<podIP>:9090/metrics of each pod; p95 from the buckets' growth over the last
-    30 s (a 2 s tick alone holds too few turns for a 95th percentile)."""
+    30 s (a 2 s tick alone holds too few turns for a 95th percentile), calls taken per second
+    from voice_calls_total over the last 6 s."""
 
     timeout_s: float = 1.0
     port: int = METRICS_PORT
-    # pod name -> (time, cumulative buckets) snapshots, oldest first. One scraper serves every
-    # agent and region, so a pod's history is forgotten by age, not by who was read last.
-    history: dict[str, deque[tuple[float, Buckets]]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    # pod name -> (time, sample) snapshots, oldest first. One scraper serves every agent and
+    # region, so a pod's history is forgotten by age, not by who was read last.
+    history: dict[str, deque[tuple[float, PodSample]]] = field(default_factory=dict)
     _session: aiohttp.ClientSession | None = None
 
     async def read(self, pods: Mapping[str, str]) -> Reading:
         """`pods`: name -> IP."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
-        now = time.monotonic()
+        now = self.clock()
         names = list(pods)
         answers = await asyncio.gather(*(self._scrape(pods[name]) for name in names), return_exceptions=True)
         calls: dict[str, int] = {}
         window: Buckets = []
+        arrivals: float | None = None
         for name, answer in zip(names, answers, strict=True):
             if isinstance(answer, BaseException) or answer is None:
                 continue
-            live, buckets = answer
-            calls[name] = live
-            if buckets:
-                snapshots = self.history.setdefault(name, deque())
-                while len(snapshots) > 1 and snapshots[1][0] <= now - LATENCY_WINDOW_SECONDS:
-                    snapshots.popleft()
-                if snapshots:  # a pod first seen has no window yet (its counts may span days)
-                    window = add(window, subtract(buckets, snapshots[0][1]))
-                snapshots.append((now, buckets))
+            calls[name] = answer.calls
+            snapshots = self.history.setdefault(name, deque())
+            while len(snapshots) > 1 and snapshots[1][0] <= now - LATENCY_WINDOW_SECONDS:
+                snapshots.popleft()
+            # A pod first seen has no window yet: its counts may span days.
+            if snapshots and answer.buckets:
+                window = add(window, subtract(answer.buckets, snapshots[0][1].buckets))
+            if snapshots and answer.taken is not None:
+                then, before = next(
+                    (t, s)
+                    for t, s in reversed(snapshots)
+                    if t <= now - ARRIVAL_WINDOW_SECONDS or t == snapshots[0][0]
+                )
+                if before.taken is not None and now > then:
+                    # A counter that went down was restarted: what it shows now was all taken since.
+                    taken = answer.taken - before.taken if answer.taken >= before.taken else answer.taken
+                    arrivals = (arrivals or 0.0) + taken / (now - then)
+            snapshots.append((now, answer))
         for name in [
             n for n, snaps in self.history.items() if snaps[-1][0] < now - 2 * LATENCY_WINDOW_SECONDS
         ]:
             del self.history[name]  # a pod not seen for a minute is gone
         p95 = histogram_quantile(0.95, window)
-        return Reading(calls, None if p95 is None else p95 * 1000)
+        return Reading(calls, None if p95 is None else p95 * 1000, arrivals)
 
-    async def _scrape(self, ip: str) -> tuple[int, Buckets] | None:
+    async def _scrape(self, ip: str) -> PodSample | None:
         assert self._session is not None
         async with self._session.get(f"http://{ip}:{self.port}/metrics") as response:
             if response.status != 200:
@@ -158,7 +183,13 @@ class PrometheusReader:
         if latency:
             value = float(latency[0]["value"][1])  # type: ignore[index]
             p95 = None if math.isnan(value) else value * 1000
-        return Reading(calls, p95)
+        # irate: the last two scrapes, the freshest rate Prometheus can give.
+        taken = await self.query(f"sum(irate(voice_calls_total{{{selector}}}[1m]))")
+        arrivals = None
+        if taken:
+            value = float(taken[0]["value"][1])  # type: ignore[index]
+            arrivals = None if math.isnan(value) else value
+        return Reading(calls, p95, arrivals)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -27,6 +27,7 @@ class RegionView:
     calls: int  # live calls on running pods
     calls_with_terminating: int  # what a Prometheus sum over all pods still reports
     p95_latency_ms: float | None = None
+    arrivals_per_second: float | None = None  # over the last few seconds, from voice_calls_total
 
 
 class Autoscaler(Protocol):
@@ -60,7 +61,9 @@ class Builtin:
         return self.config.max_call_duration_seconds
 
     def step(self, view: RegionView) -> Decision:
-        return decide(view.pods, view.now, self.config, self.memory, view.p95_latency_ms)
+        return decide(
+            view.pods, view.now, self.config, self.memory, view.p95_latency_ms, view.arrivals_per_second
+        )
 
 
 @dataclass

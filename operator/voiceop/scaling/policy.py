@@ -3,7 +3,8 @@
     desired = ceil(calls / (callsPerPod x targetUtilization))
 
 raised ahead of climbing demand by what will arrive while a new pod starts (the net growth of
-live calls over a short window, times the start-up time: Knative's panic idea, on calls), and
+live calls over a short window, and the climb of the arrival rate, projected over the start-up
+time: Knative's panic idea, on calls), and
 by one step when p95 voice latency breaches the SLO; bounded by min/max, the Region's capacity
 and the AIBackend's quota, but never below what the live calls need
 (`ceil(calls / callsPerPod)`), whatever a bound says.
@@ -79,6 +80,7 @@ class ScalerMemory:
     recommendations: deque[tuple[float, int]] = field(default_factory=deque)  # real demand: pods kept
     serving: deque[tuple[float, int]] = field(default_factory=deque)  # real demand: serving set
     projections: deque[tuple[float, int]] = field(default_factory=deque)  # projected demand
+    arrivals: deque[tuple[float, float]] = field(default_factory=deque)  # (time, calls/s arriving)
     latency_step: tuple[float, int] | None = None  # (when, pods) of the last latency step
 
 
@@ -93,11 +95,15 @@ class Decision:
     wanted: int  # what demand asked before bounds
 
 
-def growth(memory: ScalerMemory, now: float, calls: int) -> tuple[float, float]:
+def growth(
+    memory: ScalerMemory, now: float, calls: int, arrivals_per_second: float | None = None
+) -> tuple[float, float]:
     """Live calls gained per second over the growth window, and how fast that gain grows.
 
-    Both are 0 when calls are steady or falling; the second catches a ramp (a TV spot)
-    that a straight-line projection would fall behind.
+    Both are 0 when calls are steady or falling; the second catches a ramp (a TV spot) that a
+    straight-line projection would fall behind. It is read from the arrival rate's climb when
+    the pods report their calls taken (`voice_calls_total`), else from the live calls' own
+    curve (noisier: calls ending add their noise to it).
     """
     memory.calls.append((now, calls))
     while memory.calls and memory.calls[0][0] < now - 2 * GROWTH_WINDOW_SECONDS:
@@ -110,10 +116,17 @@ def growth(memory: ScalerMemory, now: float, calls: int) -> tuple[float, float]:
         return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
     recent = rate(now - GROWTH_WINDOW_SECONDS, now)
-    earlier = rate(now - 2 * GROWTH_WINDOW_SECONDS, now - GROWTH_WINDOW_SECONDS)
+    if arrivals_per_second is not None:
+        memory.arrivals.append((now, arrivals_per_second))
+        while memory.arrivals and memory.arrivals[0][0] < now - GROWTH_WINDOW_SECONDS:
+            memory.arrivals.popleft()
+        then, before = memory.arrivals[0]
+        speeding = max(0.0, (arrivals_per_second - before) / (now - then)) if now > then else 0.0
+    else:
+        earlier = rate(now - 2 * GROWTH_WINDOW_SECONDS, now - GROWTH_WINDOW_SECONDS)
+        speeding = max(0.0, ((recent or 0.0) - (earlier or 0.0)) / GROWTH_WINDOW_SECONDS)
     if recent is None or recent <= 0:
         return 0.0, 0.0
-    speeding = max(0.0, (recent - (earlier or 0.0)) / GROWTH_WINDOW_SECONDS)
     return recent, speeding
 
 
@@ -141,6 +154,7 @@ def decide(
     config: ScalingConfig,
     memory: ScalerMemory,
     p95_latency_ms: float | None = None,
+    arrivals_per_second: float | None = None,
 ) -> Decision:
     calls = sum(p.calls for p in pods)
     serving = [p for p in pods if p.state == "serving"]
@@ -167,7 +181,7 @@ def decide(
     serve_window = min(SERVING_WINDOW_SECONDS, config.scale_down_delay_seconds)
     held = stabilized(memory.serving, now, need_now, serve_window)
     # What will be live when a pod started now can serve: growth, and its own growth.
-    gain, speeding = growth(memory, now, calls)
+    gain, speeding = growth(memory, now, calls, arrivals_per_second)
     horizon = config.pod_startup_seconds + config.tick_seconds
     projected = calls + gain * horizon + 0.5 * speeding * horizon**2
     # A projection is held for a few start-up times, so that noise does not flap pods.

@@ -30,6 +30,7 @@ from voiceop.scaling.policy import Decision, PodView, ScalingConfig
 DEFAULT_REGION = "default"
 SAMPLE_SECONDS = 1.0
 TIMELINE_SECONDS = 10.0
+ARRIVAL_WINDOW_SECONDS = 6.0  # calls taken per second are read over this window
 # Events at the same instant: free slots and new pods first, arrivals last.
 CALL_END, POD_READY, POD_KILL, SAMPLE, TICK, ARRIVAL = range(6)
 
@@ -101,6 +102,7 @@ class RegionSim:
         self.replicas = 0
         self.result = RegionResult()
         self.history: deque[tuple[float, int, int]] = deque()  # (time, calls, calls incl. terminating)
+        self.arrivals: deque[float] = deque()  # arrival times of the last minute
         self._names = itertools.count()
         self._last_time = 0.0
         self._under_since: float | None = None
@@ -162,7 +164,12 @@ class RegionSim:
             for p in self.running()
         ]
         p95 = latency_p95_ms(sum(len(p.calls) for p in serving), len(serving), self.config.calls_per_pod)
-        return RegionView(now, pods, self.replicas, calls, with_terminating, p95)
+        # What a counter of calls taken shows over the last ARRIVAL_WINDOW seconds, `lag` ago.
+        seen_until = now - lag
+        arrived = sum(1 for t in self.arrivals if seen_until - ARRIVAL_WINDOW_SECONDS < t <= seen_until)
+        return RegionView(
+            now, pods, self.replicas, calls, with_terminating, p95, arrived / ARRIVAL_WINDOW_SECONDS
+        )
 
     # --- autoscaling ----------------------------------------------------------------------
 
@@ -218,6 +225,9 @@ class RegionSim:
 
     def place(self, call_id: int, call: Call, sim: Simulation) -> None:
         self.result.calls += 1
+        self.arrivals.append(call.start)
+        while self.arrivals and self.arrivals[0] < call.start - 60.0:
+            self.arrivals.popleft()
         open_pods = (
             p for p in self.pods.values() if p.state == "serving" and len(p.calls) < self.config.calls_per_pod
         )
