@@ -4,14 +4,28 @@ direct scraper reading real media-sim HTTP servers on loopback addresses."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
 
 import pytest
 from aiohttp import web
 from prometheus_client.exposition import generate_latest
 
-from voiceop.controller.signals import DirectScraper, PodSample, histogram_quantile, parse_pod_metrics
+from voiceop.controller.signals import (
+    DirectScraper,
+    PodSample,
+    PrometheusReader,
+    Reading,
+    histogram_quantile,
+    parse_pod_metrics,
+)
 from voiceop.mediasim import MediaPod, build_app
+from voiceop.sandbox.prometheus import PrometheusServer
 
 
 def test_histogram_quantile_interpolates_inside_the_bucket() -> None:
@@ -127,3 +141,72 @@ def test_direct_scraper_reads_calls_taken_per_second_over_six_seconds() -> None:
         pytest.approx(72 / 6),
     ]
     assert restarted == pytest.approx(3 / 6)
+
+
+class OnePod:
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def targets(self) -> list[dict[str, Any]]:
+        return [{"targets": [self.address], "labels": {"namespace": "ns", "pod": "pod-a"}}]
+
+
+@pytest.mark.skipif(
+    shutil.which("prometheus") is None, reason="needs Debian's prometheus (.ci/run installs it)"
+)
+def test_prometheus_reader_queries_a_real_prometheus() -> None:
+    """The three instant queries run on Prometheus 2.x itself (a bad one would raise here,
+    where the scaler would quietly fall back to scraping)."""
+    port = free_port()
+    media = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voiceop",
+            "media-sim",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--calls-per-pod",
+            "10",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    prometheus = PrometheusServer(OnePod(f"127.0.0.1:{port}"))
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "media-sim did not start"
+                time.sleep(0.2)
+        prometheus.start()
+        for _ in range(5):
+            urllib.request.urlopen(
+                urllib.request.Request(f"http://127.0.0.1:{port}/calls?duration=30", data=b"", method="POST")
+            )
+            time.sleep(0.5)
+
+        async def settled() -> Reading:
+            reader = PrometheusReader(prometheus.url)
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    reading = await reader.read("ns", ["pod-a"])
+                    if reading.calls == {"pod-a": 5} and reading.p95_ms is not None:
+                        return reading
+                    assert time.monotonic() < deadline, f"Prometheus never showed the calls: {reading}"
+                    await asyncio.sleep(0.5)
+            finally:
+                await reader.close()
+
+        reading = asyncio.run(settled())
+        assert reading.p95_ms is not None and 350 <= reading.p95_ms <= 800  # 5 of 10 slots: ~0.5 s
+        assert reading.arrivals_per_second is not None and reading.arrivals_per_second >= 0
+    finally:
+        prometheus.stop()
+        media.kill()  # SIGTERM would wait for its calls to end, as a media pod should
+        media.wait(10)

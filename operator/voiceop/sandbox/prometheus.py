@@ -11,8 +11,14 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, Protocol
 
-from voiceop.sandbox.pods import PodSimulator
+
+class TargetSource(Protocol):
+    """What to scrape, as Prometheus file_sd target groups (the PodSimulator is one)."""
+
+    def targets(self) -> list[dict[str, Any]]: ...
+
 
 CONFIG = """global:
   scrape_interval: 1s
@@ -32,7 +38,7 @@ def free_port() -> int:
 
 
 class PrometheusServer:
-    def __init__(self, pods: PodSimulator, binary: str | None = None) -> None:
+    def __init__(self, pods: TargetSource, binary: str | None = None) -> None:
         found = binary or shutil.which("prometheus")
         if found is None:
             raise FileNotFoundError("no prometheus binary (Debian: apt-get install prometheus)")
