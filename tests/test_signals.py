@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from typing import Any
@@ -24,8 +22,8 @@ from voiceop.controller.signals import (
     histogram_quantile,
     parse_pod_metrics,
 )
-from voiceop.mediasim import MediaPod, build_app
-from voiceop.sandbox.prometheus import PrometheusServer
+from voiceop.mediasim import MediaPod, build_app, media_sim_command
+from voiceop.sandbox.prometheus import PrometheusServer, free_port
 
 
 def test_histogram_quantile_interpolates_inside_the_bucket() -> None:
@@ -51,12 +49,6 @@ def test_pod_metrics_are_parsed_with_prometheus_clients_parser() -> None:
     assert sample.calls == 3 and sample.taken == 7
     buckets = dict(sample.buckets)
     assert buckets[0.5] == 1 and buckets[0.6] == 2 and buckets[float("inf")] == 3
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _scrape_two_regions() -> list[float | None]:
@@ -159,18 +151,7 @@ def test_prometheus_reader_queries_a_real_prometheus() -> None:
     where the scaler would quietly fall back to scraping)."""
     port = free_port()
     media = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voiceop",
-            "media-sim",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--calls-per-pod",
-            "10",
-        ],
+        media_sim_command("127.0.0.1", port, 10),
         stdout=subprocess.DEVNULL,
     )
     prometheus = PrometheusServer(OnePod(f"127.0.0.1:{port}"))

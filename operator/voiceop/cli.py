@@ -157,7 +157,8 @@ def cmd_media_sim(args: argparse.Namespace) -> int:
     config = os.environ.get("VOICEOP_RUNTIME_CONFIG")
     if slots is None and config and Path(config).exists():
         slots = json.loads(Path(config).read_text()).get("callsPerPod")
-    return media_main(args.host, args.port, int(slots or 10))
+    annotations = args.pod_annotations or os.environ.get("VOICEOP_POD_ANNOTATIONS")
+    return media_main(args.host, args.port, int(slots or 10), Path(annotations) if annotations else None)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -213,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim_pod.add_argument("--port", type=int, default=9090)
     sim_pod.add_argument(
         "--calls-per-pod", type=int, help="call slots (default: callsPerPod of the runtime config, or 10)"
+    )
+    sim_pod.add_argument(
+        "--pod-annotations",
+        metavar="FILE",
+        help="the downward-API annotations file to follow (default: $VOICEOP_POD_ANNOTATIONS)",
     )
     sim_pod.set_defaults(run=cmd_media_sim)
 

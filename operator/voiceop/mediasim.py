@@ -3,11 +3,16 @@
 On its metrics port (9090) it serves
 - `GET /metrics`: voice_active_calls, voice_calls_total, voice_response_latency_seconds,
   voice_handoffs_total{reason}, in the Prometheus text format;
-- `GET /healthz`: 200 while it takes calls, 503 once it drains;
+- `GET /healthz`: 200 while the process works (liveness: a draining pod is alive);
+- `GET /readyz`: 200 while it takes calls, 503 while it drains (readiness);
 - `GET /drain`: stop taking calls and answer when the last call has ended (the preStop hook);
 and, standing in for SIP, `POST /calls?duration=S`: take a call for S seconds (200), or
-refuse it when every slot is taken or it drains (503). SIGTERM drains, then exits. Each call
-reports voice latency from a model that grows as the pod fills up.
+refuse it when every slot is taken or it drains (503). SIGTERM drains, then exits.
+
+It drains when the operator takes it out of the serving set: the operator flips the readiness
+gate and sets the annotation `voiceop.dev/draining-since`, which the kubelet writes into the
+downward-API file `$VOICEOP_POD_ANNOTATIONS`; it takes calls again when the annotation goes.
+Each call reports voice latency from a model that grows as the pod fills up.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ import json
 import os
 import random
 import signal
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from voiceop.render.metadata import DRAINING_SINCE
 
 LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0)
 
@@ -31,7 +40,8 @@ LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 
 class MediaPod:
     slots: int
     base_latency_s: float = 0.45
-    accepting: bool = True
+    out_of_service: bool = False  # the operator drains it (annotation): reversible
+    stopping: bool = False  # preStop or SIGTERM: for good
     calls: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     rng: random.Random = field(default_factory=lambda: random.Random(os.getpid()))
@@ -51,6 +61,10 @@ class MediaPod:
         )
         self.idle = asyncio.Event()
         self.idle.set()
+
+    @property
+    def accepting(self) -> bool:
+        return not (self.out_of_service or self.stopping)
 
     def take(self, duration: float) -> int | None:
         if not self.accepting or len(self.calls) >= self.slots:
@@ -81,8 +95,16 @@ class MediaPod:
                 self.idle.set()
 
     async def drain(self) -> None:
-        self.accepting = False
+        self.stopping = True
         await self.idle.wait()
+
+    def read_annotations(self, path: Path) -> None:
+        """Follow the downward-API annotations file (missing: no annotations yet)."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            return
+        self.out_of_service = DRAINING_SINCE in parse_downward_annotations(text)
 
 
 def build_app(pod: MediaPod) -> web.Application:
@@ -90,6 +112,9 @@ def build_app(pod: MediaPod) -> web.Application:
         return web.Response(body=generate_latest(pod.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(request: web.Request) -> web.Response:
         return web.Response(status=200 if pod.accepting else 503, text="ok" if pod.accepting else "draining")
 
     async def drain(request: web.Request) -> web.Response:
@@ -111,26 +136,56 @@ def build_app(pod: MediaPod) -> web.Application:
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/drain", drain)
     app.router.add_post("/calls", calls)
     return app
 
 
-async def serve(host: str, port: int, slots: int) -> None:
+def media_sim_command(host: str, port: int, slots: int, annotations: Path | None = None) -> list[str]:
+    """The command line that starts a media-sim process (the sandbox's pods, tests)."""
+    command = [sys.executable, "-m", "voiceop", "media-sim", "--host", host, "--port", str(port)]
+    command += ["--calls-per-pod", str(slots)]
+    return command + (["--pod-annotations", str(annotations)] if annotations else [])
+
+
+def parse_downward_annotations(text: str) -> dict[str, str]:
+    """The kubelet's downward-API format: one `key="value"` per line, the value Go-quoted."""
+    annotations = {}
+    for line in text.splitlines():
+        key, sep, quoted = line.partition("=")
+        if sep:
+            try:
+                annotations[key] = json.loads(quoted)
+            except ValueError:
+                annotations[key] = quoted.strip('"')
+    return annotations
+
+
+async def follow_annotations(pod: MediaPod, path: Path, every: float = 1.0) -> None:
+    while True:
+        pod.read_annotations(path)
+        await asyncio.sleep(every)
+
+
+async def serve(host: str, port: int, slots: int, annotations: Path | None = None) -> None:
     pod = MediaPod(slots=slots)
     runner = web.AppRunner(build_app(pod), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    follower = asyncio.create_task(follow_annotations(pod, annotations)) if annotations else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"media-sim listening on {host}:{port} with {slots} call slots", flush=True)
     await stop.wait()
+    if follower is not None:
+        follower.cancel()
     await pod.drain()  # SIGTERM: finish every call, then go
     await runner.cleanup()
 
 
-def main(host: str, port: int, slots: int) -> int:
-    asyncio.run(serve(host, port, slots))
+def main(host: str, port: int, slots: int, annotations: Path | None = None) -> int:
+    asyncio.run(serve(host, port, slots, annotations))
     return 0

@@ -23,7 +23,7 @@ from voiceop.controller.cache import ClusterCache, Raw
 from voiceop.controller.reconciler import Reconciler, RegionSignals, active_backend
 from voiceop.controller.signals import DirectScraper, PrometheusReader, Reading
 from voiceop.kube import KINDS, ApiError, KubeClient
-from voiceop.render.metadata import ACCEPTING_CALLS, AGENT_LABEL, REGION_LABEL
+from voiceop.render.metadata import ACCEPTING_CALLS, AGENT_LABEL, DRAINING_SINCE, REGION_LABEL
 from voiceop.render.names import media_name
 from voiceop.scaling.policy import PodState, PodView, ScalerMemory, ScalingConfig, decide
 from voiceop.status import condition_status, now_iso, parse_time
@@ -32,7 +32,6 @@ logger = logging.getLogger("voiceop.scaler")
 
 TICK_SECONDS = 2.0
 DEFAULT_STARTUP_SECONDS = 10.0
-DRAINING_SINCE = "voiceop.dev/draining-since"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 DRAINING_COST = "-1000"
 REMOVE_COST = "-2000"

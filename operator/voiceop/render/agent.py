@@ -15,7 +15,14 @@ from typing import Any
 from voiceop.api.v1alpha1 import AIBackend, Region, VoiceAgent
 from voiceop.api.v1alpha1.voiceagent import AgentRegion
 from voiceop.render import names
-from voiceop.render.metadata import ACCEPTING_CALLS, child_labels, object_metadata, selector_labels
+from voiceop.render.metadata import (
+    ACCEPTING_CALLS,
+    POD_ANNOTATIONS_DIR,
+    POD_ANNOTATIONS_FILE,
+    child_labels,
+    object_metadata,
+    selector_labels,
+)
 from voiceop.render.templates import load
 
 METRICS_PORT = 9090
@@ -102,6 +109,7 @@ def _container_env(agent: VoiceAgent, region: str, backends: Sequence[AIBackend]
         {"name": "VOICEOP_REGION", "value": region},
         {"name": "VOICEOP_RUNTIME_CONFIG", "value": f"{RUNTIME_CONFIG_DIR}/{RUNTIME_CONFIG_KEY}"},
         {"name": "VOICEOP_METRICS_PORT", "value": str(METRICS_PORT)},
+        {"name": "VOICEOP_POD_ANNOTATIONS", "value": POD_ANNOTATIONS_FILE},
         {"name": "VOICEOP_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "VOICEOP_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
@@ -122,6 +130,17 @@ def _volumes(agent: VoiceAgent) -> tuple[list[dict[str, Any]], list[dict[str, An
     mounts: list[dict[str, Any]] = [
         {"name": "runtime-config", "mountPath": RUNTIME_CONFIG_DIR, "readOnly": True}
     ]
+    # The pod's annotations, kept current by the kubelet: `voiceop.dev/draining-since` there tells
+    # the media container it left the serving set (its readiness gate is false).
+    volumes.append(
+        {
+            "name": "pod-annotations",
+            "downwardAPI": {
+                "items": [{"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]
+            },
+        }
+    )
+    mounts.append({"name": "pod-annotations", "mountPath": POD_ANNOTATIONS_DIR, "readOnly": True})
     if agent.spec.settings_from is not None:
         volumes.append(
             {"name": "settings", "configMap": {"name": agent.spec.settings_from.config_map_ref.name}}

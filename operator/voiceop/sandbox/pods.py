@@ -2,8 +2,9 @@
 
 Every Deployment voiceop made gets the Pods its replicas ask for; every Pod is a real
 `voiceop media-sim` process on a loopback address of its own (127.0.0.X:9090), so metrics are
-scraped and calls placed over real HTTP. ContainersReady follows the process's /healthz; Ready
-needs the Pod's readiness gates too (set by the operator). Scale-in picks victims the way a
+scraped and calls placed over real HTTP. ContainersReady follows the process's /readyz; Ready
+needs the Pod's readiness gates too (set by the operator). Like a kubelet, it keeps each pod's
+downward-API annotations file current, so media-sim sees the operator drain it. Scale-in picks victims the way a
 ReplicaSet does (lowest pod-deletion-cost, then not ready, then newest) and terminates them
 like a kubelet: SIGTERM (media-sim drains), SIGKILL at the end of the grace period. Calls still
 up at SIGKILL are counted as dropped.
@@ -14,15 +15,18 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import shutil
 import subprocess
-import sys
+import tempfile
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from voiceop.apiserver.store import ApiError, Store
+from voiceop.mediasim import media_sim_command
 from voiceop.status import condition_status, now_iso
 
 logger = logging.getLogger("voiceop.sandbox")
@@ -38,6 +42,7 @@ class RunningPod:
     ip: str
     process: subprocess.Popen[bytes]
     started: float
+    annotations_file: Path
     kill_at: float | None = None
     last_calls: int = 0
 
@@ -50,6 +55,20 @@ def _get(url: str, timeout: float = 0.5) -> tuple[int, str]:
         return error.code, ""
     except OSError:
         return 0, ""
+
+
+def write_downward_annotations(path: Path, annotations: dict[str, str]) -> None:
+    """As the kubelet writes a downwardAPI `metadata.annotations` file: `key="value"` lines,
+    replaced atomically, and only when something changed."""
+    text = "".join(f"{key}={json.dumps(value)}\n" for key, value in sorted(annotations.items()))
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
 
 
 class PodSimulator:
@@ -67,6 +86,7 @@ class PodSimulator:
         self.killed_pods = 0
         self._addresses = (f"127.0.{high}.{low}" for high in range(0, 250) for low in range(2, 255))
         self._free: list[str] = []
+        self._podinfo = Path(tempfile.mkdtemp(prefix="voiceop-podinfo-"))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pod-simulator", daemon=True)
         self._lock = threading.Lock()
@@ -84,6 +104,7 @@ class PodSimulator:
             pod.process.kill()
         for pod in self.running.values():
             pod.process.wait(5)
+        shutil.rmtree(self._podinfo, ignore_errors=True)
 
     def __enter__(self) -> PodSimulator:
         return self.start()
@@ -152,19 +173,10 @@ class PodSimulator:
         name = f"{meta['name']}-{secrets.token_hex(4)[:7]}-{secrets.token_hex(3)[:5]}"
         ip = self._free.pop() if self._free else next(self._addresses)
         slots = self._calls_per_pod(deployment)
+        annotations_file = self._podinfo / f"{meta['namespace']}_{name}" / "annotations"
+        annotations_file.parent.mkdir(parents=True)
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "voiceop",
-                "media-sim",
-                "--host",
-                ip,
-                "--port",
-                str(METRICS_PORT),
-                "--calls-per-pod",
-                str(slots),
-            ],
+            media_sim_command(ip, METRICS_PORT, slots, annotations_file),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -200,7 +212,7 @@ class PodSimulator:
         self._write_status(meta["namespace"], name, status)
         with self._lock:
             self.running[(meta["namespace"], name)] = RunningPod(
-                name, meta["namespace"], ip, process, time.monotonic()
+                name, meta["namespace"], ip, process, time.monotonic(), annotations_file
             )
 
     def _calls_per_pod(self, deployment: dict[str, Any]) -> int:
@@ -241,7 +253,8 @@ class PodSimulator:
                 running.process.wait(5)
                 self._gone(running)
             return
-        healthy = _get(f"http://{running.ip}:{METRICS_PORT}/healthz")[0] == 200
+        write_downward_annotations(running.annotations_file, pod["metadata"].get("annotations") or {})
+        healthy = _get(f"http://{running.ip}:{METRICS_PORT}/readyz")[0] == 200
         gates = [g["conditionType"] for g in pod["spec"].get("readinessGates") or []]
         gated = all(condition_status(pod, gate) == "True" for gate in gates)
         conditions = {c["type"]: dict(c) for c in (pod.get("status") or {}).get("conditions") or []}
@@ -268,6 +281,7 @@ class PodSimulator:
         with self._lock:
             self.running.pop((running.namespace, running.name), None)
         self._free.append(running.ip)
+        shutil.rmtree(running.annotations_file.parent, ignore_errors=True)
         self._finalize(running.namespace, running.name)
 
     def _finalize(self, namespace: str, name: str) -> None:
