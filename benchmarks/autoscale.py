@@ -4,7 +4,9 @@ At 10 s pod start-up, 10 calls per pod and target utilization 0.7 (scaleDownDela
 its API default of 300 s). The oracle packs calls perfectly with no start-up time: the lower
 bound of pod-seconds. The `hold bound` row is what a clairvoyant policy that keeps the
 target utilization and the 300 s scale-down hold (the max of the need over the last 300 s)
-would use: no real policy with that hold can go below it.
+would use: no real policy with that hold can go below it. A second table runs the builtin on
+the burst trace at shorter delays, to show what the hold costs and what the call-safe drain
+costs on its own (pods leave the serving set with calls on them and stay until those end).
 
     python benchmarks/autoscale.py [--plot-dir DIR]
 """
