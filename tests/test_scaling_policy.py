@@ -157,6 +157,41 @@ def test_never_below_live_call_needs_and_within_bounds(
     assert decision.replicas >= decision.desired
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 120), min_size=10, max_size=120), st.sampled_from([0.0, 20.0, 60.0, 300.0]))
+def test_pods_are_held_for_the_delay_and_live_calls_always_fit(walk: list[int], delay: float) -> None:
+    """Whatever calls do, the Deployment keeps the highest need of the last scaleDownDelaySeconds
+    (up to maxReplicas) and the serving set always has room for the calls on it."""
+    config = ScalingConfig(
+        calls_per_pod=10, target_utilization=0.7, max_replicas=40, scale_down_delay_seconds=delay
+    )
+    memory = ScalerMemory()
+    pods: dict[str, str] = {"p0": "serving"}  # name -> state; pods start at once here
+    made, needs = 1, []
+    for tick, calls in enumerate(walk):
+        now = tick * 10.0
+        serving = [n for n, s in pods.items() if s == "serving"]
+        views = [
+            PodView(n, "serving", calls // len(serving) + (i < calls % len(serving)))
+            for i, n in enumerate(serving)
+        ]
+        views += [PodView(n, "draining", 0, 0.0) for n, s in pods.items() if s == "draining"]
+        decision = decide(views, now, config, memory)
+        needs.append((now, math.ceil(calls / 7)))
+        held = max(n for t, n in needs if t >= now - delay)
+        assert decision.replicas >= min(held, config.max_replicas), "pods went before the delay"
+        assert decision.desired * 10 >= calls, "live calls must fit the serving set"
+        for name in decision.drain:
+            pods[name] = "draining"
+        for name in decision.undrain:
+            pods[name] = "serving"
+        for name in decision.remove:
+            del pods[name]
+        while sum(1 for s in pods.values() if s == "serving") < decision.desired:
+            pods[f"p{made}"], made = "serving", made + 1
+        assert len(pods) == decision.replicas
+
+
 def run_steady(total_calls: int, start_pods: int, ticks: int) -> list[tuple[int, int, int, int]]:
     """Apply each decision (pods start at once) under a constant number of live calls."""
     memory = ScalerMemory()
