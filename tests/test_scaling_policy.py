@@ -107,6 +107,19 @@ def test_first_sight_holds_the_pods_running_now() -> None:
     assert decide(serving(0, 0, 0, 0), 301.0, CONFIG, memory).replicas == 1
 
 
+def test_a_pod_whose_metrics_did_not_answer_is_not_taken_for_empty() -> None:
+    config = ScalingConfig(calls_per_pod=10, max_call_duration_seconds=600, scale_down_delay_seconds=0)
+    pods = [
+        PodView("a", "serving", 1),
+        PodView("silent", "draining", 0, draining_since=0.0, fresh=False),
+        PodView("stuck", "draining", 0, draining_since=0.0, fresh=False),
+    ]
+    assert decide(pods, 100.0, config, ScalerMemory()).remove == ()
+    assert set(decide(pods, 700.0, config, ScalerMemory()).remove) == {"silent", "stuck"}, (
+        "past the longest call"
+    )
+
+
 def test_returning_demand_reuses_draining_pods_before_starting_new_ones() -> None:
     pods = [*serving(7, 7), PodView("warm", "draining", 3, draining_since=0.0)]
     decision = decide(pods, 10.0, CONFIG, ScalerMemory())
@@ -125,36 +138,67 @@ def test_scaling_limited_names_the_cap() -> None:
 
 
 pod_lists = st.lists(
-    st.tuples(st.sampled_from(["starting", "serving", "draining"]), st.integers(0, 10)),
+    st.tuples(
+        st.sampled_from(["starting", "serving", "draining"]),
+        st.integers(0, 10),
+        st.booleans(),  # metrics answered this tick
+        st.sampled_from([0.0, 3000.0]),  # left the serving set: an hour ago, or ten minutes ago
+    ),
     min_size=0,
     max_size=30,
 )
+NOW = 4000.0
 
 
 @settings(max_examples=300, deadline=None)
-@given(pod_lists, st.integers(0, 20), st.integers(1, 60), st.floats(0.1, 1.0), st.floats(0, 5000))
+@given(
+    pod_lists,
+    st.integers(0, 20),
+    st.integers(1, 60),
+    st.floats(0.1, 1.0),
+    st.floats(0, 5000),
+    st.sampled_from([0.0, 300.0]),
+)
 def test_never_below_live_call_needs_and_within_bounds(
-    raw: list[tuple[str, int]], low: int, high: int, utilization: float, p95: float
+    raw: list[tuple[str, int, bool, float]], low: int, high: int, utilization: float, p95: float, delay: float
 ) -> None:
     config = ScalingConfig(
-        calls_per_pod=10, target_utilization=utilization, min_replicas=min(low, high), max_replicas=high
+        calls_per_pod=10,
+        target_utilization=utilization,
+        min_replicas=min(low, high),
+        max_replicas=high,
+        scale_down_delay_seconds=delay,
     )
     pods = [
-        PodView(f"p{i}", state, 0 if state == "starting" else calls, 0.0 if state == "draining" else None)  # type: ignore[arg-type]
-        for i, (state, calls) in enumerate(raw)
+        PodView(
+            f"p{i}",
+            state,  # type: ignore[arg-type]
+            0 if state == "starting" else calls,
+            since if state == "draining" else None,
+            fresh=fresh,
+        )
+        for i, (state, calls, fresh, since) in enumerate(raw)
     ]
-    decision = decide(pods, 10.0, config, ScalerMemory(), p95_latency_ms=p95)
+    decision = decide(pods, NOW, config, ScalerMemory(), p95_latency_ms=p95)
     live_need = math.ceil(sum(p.calls for p in pods if p.state != "draining") / 10)
     assert decision.desired >= live_need
     assert decision.desired >= config.min_replicas
     assert decision.desired <= max(config.max_replicas, live_need)
     for pod in pods:
         if pod.name in decision.remove:
-            assert pod.calls == 0 or (
+            overdue = (
                 pod.draining_since is not None
-                and 10.0 - pod.draining_since >= config.max_call_duration_seconds
+                and NOW - pod.draining_since >= config.max_call_duration_seconds
             )
+            assert (pod.calls == 0 and pod.fresh) or overdue, "only known-empty or overdue pods go"
     assert decision.replicas >= decision.desired
+    serving_after = (
+        sum(1 for p in pods if p.state != "draining") - len(decision.drain) + len(decision.undrain)
+    )
+    started = max(0, decision.desired - serving_after)
+    assert decision.replicas == len(pods) - len(decision.remove) + started, (
+        "the Deployment's size is what runs"
+    )
 
 
 @settings(max_examples=60, deadline=None)

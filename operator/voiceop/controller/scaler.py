@@ -84,6 +84,8 @@ class Scaler:
     # (namespace, agent, region) -> observed pod start-up time: how far ahead to plan.
     startup: dict[tuple[str, str, str], float] = field(default_factory=dict)
     prometheus: dict[str, PrometheusReader] = field(default_factory=dict)
+    # (namespace, agent, region) -> {pod: live calls last reported}
+    last_calls: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
 
     async def run(self) -> None:
         try:
@@ -210,12 +212,21 @@ class Scaler:
         if observed is not None:
             self.startup[(agent.namespace, agent.name, region)] = max(1.0, observed)
         reading = await self.read(agent, pods)
+        # A pod whose metrics did not answer keeps the calls it last reported: unknown is not empty.
+        key = (agent.namespace, agent.name, region)
+        before = self.last_calls.get(key, {})
+        calls = {
+            name: reading.calls.get(name, before.get(name, 0))
+            for name in (p["metadata"]["name"] for p in pods)
+        }
+        self.last_calls[key] = calls
         views = [
             PodView(
                 p["metadata"]["name"],
                 pod_state(p),
-                reading.calls.get(p["metadata"]["name"], 0),
+                calls[p["metadata"]["name"]],
                 draining_since(p),
+                fresh=p["metadata"]["name"] in reading.calls,
             )
             for p in pods
         ]

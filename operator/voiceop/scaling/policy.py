@@ -52,8 +52,9 @@ PROJECTION_UTILIZATION = 0.85
 class PodView:
     name: str
     state: PodState
-    calls: int
+    calls: int  # live calls, or the last count seen when this tick's reading failed
     draining_since: float | None = None  # when it left the serving set
+    fresh: bool = True  # False: its metrics did not answer this tick, so it is not known empty
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ def decide(
     ]
     running = desired + len(draining) - len(overdue)
     spare = max(0, running - keep)
-    empty = [p.name for p in draining if p.calls == 0 and p.name not in overdue]
+    empty = [p.name for p in draining if p.calls == 0 and p.fresh and p.name not in overdue]
     remove = overdue + empty[:spare]
     replicas = desired + len(draining) - len(remove)
     return Decision(desired, replicas, tuple(drain), tuple(undrain), tuple(remove), limited_by, wanted)
