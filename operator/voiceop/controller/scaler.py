@@ -113,17 +113,23 @@ class Scaler:
 
     async def tick(self) -> None:
         regions = self.cache.regions()
+        scaled: set[tuple[str, str, str]] = set()
         for (namespace, name), agent in list(self.cache.agents().items()):
             if any(r.name not in regions for r in agent.spec.regions):
                 continue  # MissingReference: the reconciler reports it
             changed = False
             for bounds in agent.spec.regions:
-                pods = self.pods_of(agent, bounds.name)
-                await self.open_gates(pods)
-                if agent.spec.scaling.mode != "builtin":
-                    continue
-                signals = await self.scale(agent, bounds.name, pods)
                 key = (namespace, name, bounds.name)
+                try:
+                    pods = self.pods_of(agent, bounds.name)
+                    await self.open_gates(pods)
+                    if agent.spec.scaling.mode != "builtin":
+                        continue
+                    scaled.add(key)
+                    signals = await self.scale(agent, bounds.name, pods)
+                except ApiError as error:  # one region's trouble must not stall the others
+                    logger.warning("%s/%s %s: scaling pass failed: %s", namespace, name, bounds.name, error)
+                    continue
                 if self.reconciler.signals.get(key) != signals:
                     self.reconciler.signals[key] = signals
                     changed = True
@@ -131,6 +137,11 @@ class Scaler:
                 self.reconciler.enqueue(("agent", namespace, name))
                 for region in agent.spec.regions:
                     self.reconciler.enqueue(("region", "", region.name))
+        # What an agent or region that is gone (or left builtin mode) taught us is forgotten, so
+        # that coming back starts afresh: seeded with the pods then running.
+        for remembered in (self.memories, self.startup, self.last_calls):
+            for key in [k for k in remembered if k not in scaled]:
+                del remembered[key]
 
     async def open_gates(self, pods: Sequence[Raw]) -> None:
         """Pods up and not draining take calls: readiness gate True."""
