@@ -101,18 +101,22 @@ class Scaler:
             for reader in self.prometheus.values():
                 await reader.close()
 
-    def pods_of(self, agent: VoiceAgent, region: str) -> list[Raw]:
-        return [
-            raw
-            for (ns, _), raw in self.cache.children["Pod"].items()
-            if ns == agent.namespace
-            and (raw["metadata"].get("labels") or {}).get(AGENT_LABEL) == agent.name
-            and (raw["metadata"].get("labels") or {}).get(REGION_LABEL) == region
-            and not raw["metadata"].get("deletionTimestamp")
-        ]
+    def media_pods(self) -> dict[tuple[str, str, str], list[Raw]]:
+        """Live media pods by (namespace, agent, region): one pass over the cache per tick."""
+        grouped: dict[tuple[str, str, str], list[Raw]] = {}
+        for (namespace, _), raw in self.cache.children["Pod"].items():
+            labels = raw["metadata"].get("labels") or {}
+            if (
+                AGENT_LABEL in labels
+                and REGION_LABEL in labels
+                and not raw["metadata"].get("deletionTimestamp")
+            ):
+                grouped.setdefault((namespace, labels[AGENT_LABEL], labels[REGION_LABEL]), []).append(raw)
+        return grouped
 
     async def tick(self) -> None:
         regions = self.cache.regions()
+        media = self.media_pods()
         scaled: set[tuple[str, str, str]] = set()
         for (namespace, name), agent in list(self.cache.agents().items()):
             if any(r.name not in regions for r in agent.spec.regions):
@@ -121,7 +125,7 @@ class Scaler:
             for bounds in agent.spec.regions:
                 key = (namespace, name, bounds.name)
                 try:
-                    pods = self.pods_of(agent, bounds.name)
+                    pods = media.get(key, [])
                     await self.open_gates(pods)
                     if agent.spec.scaling.mode != "builtin":
                         continue
