@@ -96,9 +96,9 @@ class DirectScraper:
     timeout_s: float = 1.0
     port: int = METRICS_PORT
     clock: Callable[[], float] = time.monotonic
-    # pod name -> (time, sample) snapshots, oldest first. One scraper serves every agent and
-    # region, so a pod's history is forgotten by age, not by who was read last.
-    history: dict[str, deque[tuple[float, PodSample]]] = field(default_factory=dict)
+    # (pod name, IP) -> (time, sample) snapshots, oldest first. One scraper serves every agent,
+    # region and namespace, so a pod's history is forgotten by age, not by who was read last.
+    history: dict[tuple[str, str], deque[tuple[float, PodSample]]] = field(default_factory=dict)
     _session: aiohttp.ClientSession | None = None
 
     async def read(self, pods: Mapping[str, str]) -> Reading:
@@ -115,7 +115,7 @@ class DirectScraper:
             if isinstance(answer, BaseException) or answer is None:
                 continue
             calls[name] = answer.calls
-            snapshots = self.history.setdefault(name, deque())
+            snapshots = self.history.setdefault((name, pods[name]), deque())
             while len(snapshots) > 1 and snapshots[1][0] <= now - LATENCY_WINDOW_SECONDS:
                 snapshots.popleft()
             # A pod first seen has no window yet: its counts may span days.
@@ -132,10 +132,10 @@ class DirectScraper:
                     taken = answer.taken - before.taken if answer.taken >= before.taken else answer.taken
                     arrivals = (arrivals or 0.0) + taken / (now - then)
             snapshots.append((now, answer))
-        for name in [
-            n for n, snaps in self.history.items() if snaps[-1][0] < now - 2 * LATENCY_WINDOW_SECONDS
+        for pod in [
+            p for p, snaps in self.history.items() if snaps[-1][0] < now - 2 * LATENCY_WINDOW_SECONDS
         ]:
-            del self.history[name]  # a pod not seen for a minute is gone
+            del self.history[pod]  # a pod not seen for a minute is gone
         p95 = histogram_quantile(0.95, window)
         return Reading(calls, None if p95 is None else p95 * 1000, arrivals)
 

@@ -4,10 +4,9 @@
 
 raised ahead of climbing demand by what will arrive while a new pod starts (the net growth of
 live calls over a short window, and the climb of the arrival rate, projected over the start-up
-time: Knative's panic idea, on calls), and
-by one step when p95 voice latency breaches the SLO; bounded by min/max, the Region's capacity
-and the AIBackend's quota, but never below what the live calls need
-(`ceil(calls / callsPerPod)`), whatever a bound says.
+time: Knative's panic idea, on calls), and by one step when p95 voice latency breaches the SLO;
+bounded by min/max, the Region's capacity and the AIBackend's quota, but never below what the
+live calls need (`ceil(calls / callsPerPod)`), whatever a bound says.
 
 Two numbers come out of a decision. `desired` is the serving set: the pods taking new calls.
 It follows demand with a short stabilization (a minute, as Knative's stable window), so the
@@ -178,9 +177,9 @@ def decide(
         if last is None or now - last[0] >= LATENCY_STEP_SECONDS:
             memory.latency_step = last = (now, active + max(1, math.ceil(active * LATENCY_STEP)))
         need_now = max(need_now, last[1])
-    kept = stabilized(memory.recommendations, now, need_now, config.scale_down_delay_seconds)
+    held = stabilized(memory.recommendations, now, need_now, config.scale_down_delay_seconds)
     serve_window = min(SERVING_WINDOW_SECONDS, config.scale_down_delay_seconds)
-    held = stabilized(memory.serving, now, need_now, serve_window)
+    serving_need = stabilized(memory.serving, now, need_now, serve_window)
     # What will be live when a pod started now can serve: growth, and its own growth.
     gain, speeding = growth(memory, now, calls, arrivals_per_second)
     horizon = config.pod_startup_seconds + config.tick_seconds
@@ -190,14 +189,14 @@ def decide(
         projected / (config.calls_per_pod * max(PROJECTION_UTILIZATION, config.target_utilization))
     )
     ahead = stabilized(memory.projections, now, projected_need, PROJECTION_HOLD * horizon)
-    wanted = max(held, ahead)
+    wanted = max(serving_need, ahead)
 
     # Calls on pods already draining stay there; the serving set must hold the rest.
     floor = math.ceil(sum(p.calls for p in serving + starting) / config.calls_per_pod)
     desired, limited_by = bounded(wanted, floor, config)
     if limited_by is not None and desired >= wanted:
         limited_by = None
-    keep, _ = bounded(kept, desired, config)
+    keep, _ = bounded(held, desired, config)  # pods kept running: the hold, at least the serving set
 
     drain: list[str] = []
     undrain: list[str] = []
