@@ -38,9 +38,11 @@ REMOVE_COST = "-2000"
 
 
 def pod_state(pod: Raw) -> PodState:
+    """Serving only once Ready (containers ready and gate open): a pod put back in the serving
+    set counts as capacity when its container has seen it, not when the gate flips."""
     if (pod["metadata"].get("annotations") or {}).get(DRAINING_SINCE):
         return "draining"
-    return "serving" if condition_status(pod, ACCEPTING_CALLS) == "True" else "starting"
+    return "serving" if condition_status(pod, "Ready") == "True" else "starting"
 
 
 def draining_since(pod: Raw) -> float | None:
@@ -150,7 +152,11 @@ class Scaler:
     async def open_gates(self, pods: Sequence[Raw]) -> None:
         """Pods up and not draining take calls: readiness gate True."""
         for pod in pods:
-            if pod_state(pod) == "starting" and condition_status(pod, "ContainersReady") == "True":
+            if (
+                pod_state(pod) == "starting"
+                and condition_status(pod, ACCEPTING_CALLS) != "True"
+                and condition_status(pod, "ContainersReady") == "True"
+            ):
                 await self._set_gate(pod, "True", "MediaReady")
 
     async def _set_gate(self, pod: Raw, status: str, reason: str) -> None:

@@ -15,7 +15,7 @@ highest recommendation of the last `scaleDownDelaySeconds` (the HPA's stabilizat
 never fewer than the serving pods plus the draining pods that still hold calls. So pods are
 held for the delay before going down, as every stock autoscaler holds them, but they spend
 the delay finishing their calls while staying warm: when the delay ends they are empty and go
-at once, and when demand comes back they serve again within a tick, before any new pod starts.
+at once, and when demand comes back they serve again without a new pod having to start.
 
 Scale-in is call-safe: pods leave the serving set (readiness gate false, lowest
 pod-deletion-cost) fewest-calls first, and are removed only when empty or past
