@@ -28,13 +28,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from voiceop.api import parse_object  # noqa: E402
-from voiceop.apiserver import LoopbackApiServer  # noqa: E402
-from voiceop.apiserver.controllers import DeploymentController  # noqa: E402
-from voiceop.cli import all_crds  # noqa: E402
-from voiceop.inventory import Inventory  # noqa: E402
+from voiceop.api import all_crds, parse_object  # noqa: E402
+from voiceop.api.inventory import Inventory  # noqa: E402
+from voiceop.inputs.yamlio import read_manifests  # noqa: E402
 from voiceop.render import render_all  # noqa: E402
-from voiceop.yamlio import read_manifests  # noqa: E402
+from voiceop.sandbox.apiserver import LoopbackApiServer  # noqa: E402
+from voiceop.sandbox.apiserver.controllers import DeploymentController  # noqa: E402
 
 NS = "contact-center"
 WRITES = ("create", "update", "patch", "delete")

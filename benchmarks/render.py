@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from voiceop.api import parse_object
-from voiceop.inventory import Inventory
-from voiceop.loading import load_inventory
+from voiceop.api.inventory import Inventory
+from voiceop.inputs.loading import load_inventory
+from voiceop.inputs.yamlio import dump_all
 from voiceop.render import render_all
-from voiceop.yamlio import dump_all
 
 EXAMPLES = "examples"
 

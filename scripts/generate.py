@@ -31,8 +31,8 @@ def generate_crds() -> None:
     main(["crds", "-o", str(ROOT / "crds")])
     shutil.rmtree(CHART / "files" / "crds", ignore_errors=True)
     shutil.copytree(ROOT / "crds", CHART / "files" / "crds")
-    from voiceop.peering import peering_crds
-    from voiceop.yamlio import dump
+    from voiceop.deploy.peering import peering_crds
+    from voiceop.inputs.yamlio import dump
 
     for crd in peering_crds():
         write(CHART / "files" / "peering" / f"{crd['metadata']['name']}.yaml", dump(crd))
@@ -50,7 +50,7 @@ def render_chart(values: dict[str, Any] | None = None) -> dict[str, str]:
 
 def kustomize_base() -> dict[str, str]:
     """manifests/: the chart's default render, one file per template, plus the namespace."""
-    from voiceop.yamlio import dump
+    from voiceop.inputs.yamlio import dump
 
     files = {
         "namespace.yaml": dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
@@ -74,8 +74,8 @@ def kustomize_base() -> dict[str, str]:
 
 
 def argocd_files() -> dict[str, str]:
-    from voiceop.argocd import GROUP, KIND_RULES, health_lua, test_cases
-    from voiceop.yamlio import dump
+    from voiceop.deploy.argocd import GROUP, KIND_RULES, health_lua, test_cases
+    from voiceop.inputs.yamlio import dump
 
     files: dict[str, str] = {}
     snippet: dict[str, str] = {}

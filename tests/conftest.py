@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from voiceop.loading import Loaded, load_inventory
+from voiceop.inputs.loading import Loaded, load_inventory
+from voiceop.inputs.yamlio import read_manifests
 from voiceop.render import render_all
-from voiceop.yamlio import read_manifests
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -37,3 +37,17 @@ def example_object(kind: str, name: str) -> dict[str, Any]:
         if document.obj.get("kind") == kind and document.obj["metadata"]["name"] == name:
             return copy.deepcopy(document.obj)
     raise LookupError(f"no example {kind} {name}")
+
+
+def require_program(name: str, how: str) -> str:
+    """The path of a program a test needs. Missing: skip locally, fail in CI (which installs it)."""
+    import os
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"needs `{name}` ({how})"
+        if os.environ.get("CI"):
+            pytest.fail(message + ", which .ci/run installs")
+        pytest.skip(message)
+    return path

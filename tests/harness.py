@@ -9,14 +9,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import kopf
-
-from voiceop.apiserver import LoopbackApiServer
-from voiceop.apiserver.controllers import DeploymentController
-from voiceop.cli import all_crds
+from voiceop.api import all_crds
 from voiceop.controller.runtime import OperatorRuntime
-from voiceop.run import run_operator
-from voiceop.yamlio import read_manifests
+from voiceop.handlers.entry import run_operator
+from voiceop.inputs.yamlio import read_manifests
+from voiceop.kube import Connection
+from voiceop.sandbox.apiserver import LoopbackApiServer
+from voiceop.sandbox.apiserver.controllers import DeploymentController
 
 T = TypeVar("T")
 API = "voiceop.dev/v1alpha1"
@@ -94,7 +93,7 @@ def running_operator(
     cluster: Cluster, *, wait_watching: bool = True, **options: Any
 ) -> Iterator[OperatorRuntime]:
     """The real operator (kopf and all) in a thread, talking HTTP to the loopback server."""
-    runtime = OperatorRuntime(connection=kopf.ConnectionInfo(server=cluster.server.url, token="loopback"))
+    runtime = OperatorRuntime(connection=Connection(server=cluster.server.url, token="loopback"))
     stop, ready = threading.Event(), threading.Event()
     failure: list[BaseException] = []
 

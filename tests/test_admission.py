@@ -10,7 +10,7 @@ import pytest
 
 from conftest import example_object
 from test_crds import schema_of, walk
-from voiceop.api import KINDS, InvalidObject, admission_for, crd, parse_object
+from voiceop.api import MODELS, InvalidObject, admission_for, crd, parse_object
 from voiceop.api.admission import apply_defaults
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -334,7 +334,7 @@ def test_invalid_object_is_refused_naming_the_field(
 
 
 def _crd_schemas() -> dict[str, dict[str, Any]]:
-    return {kind.info.kind: schema_of(crd(kind)) for kind in KINDS}
+    return {kind.info.kind: schema_of(crd(kind)) for kind in MODELS}
 
 
 def test_every_cel_rule_has_a_refusal_case() -> None:
@@ -377,9 +377,9 @@ def test_every_pattern_has_a_refusal_case() -> None:
 
 @pytest.mark.parametrize("kind", ["Region", "AIBackend", "VoiceAgent", "VoiceEndpoint"])
 def test_examples_pass_the_crd_schema_and_rules(examples: Any, kind: str) -> None:
-    model = {k.info.kind: k for k in KINDS}[kind]
+    model = {k.info.kind: k for k in MODELS}[kind]
     from conftest import EXAMPLES
-    from voiceop.yamlio import read_manifests
+    from voiceop.inputs.yamlio import read_manifests
 
     documents, _ = read_manifests([str(EXAMPLES)])
     objects = [d.obj for d in documents if d.obj.get("kind") == kind]
@@ -391,7 +391,7 @@ def test_examples_pass_the_crd_schema_and_rules(examples: Any, kind: str) -> Non
 
 def test_defaults_come_from_the_schema() -> None:
     obj = example_object("VoiceAgent", "support")
-    schema = schema_of(crd(KINDS[2]))
+    schema = schema_of(crd(MODELS[2]))
     defaulted = apply_defaults(obj, schema)
     assert defaulted["spec"]["scaling"]["targetUtilization"] == 0.7
     assert defaulted["spec"]["scaling"]["latencySLO"] == {"p95Ms": 800}

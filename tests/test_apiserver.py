@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from voiceop.apiserver import ApiError, LoopbackApiServer
-from voiceop.apiserver.patching import json_patch, merge_patch, server_side_apply
-from voiceop.apiserver.selectors import parse_selector
-from voiceop.cli import all_crds
+from voiceop.api import all_crds
+from voiceop.sandbox.apiserver import ApiError, LoopbackApiServer
+from voiceop.sandbox.apiserver.patching import json_patch, merge_patch, server_side_apply
+from voiceop.sandbox.apiserver.selectors import parse_selector
 
 NS = "team"
 

@@ -11,7 +11,7 @@ import yaml
 lupa = pytest.importorskip("lupa")
 from lupa import lua51  # noqa: E402
 
-from voiceop.argocd import KIND_RULES  # noqa: E402
+from voiceop.deploy.argocd import KIND_RULES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ROOT / "manifests" / "argocd" / "resource_customizations" / "voiceop.dev"

@@ -6,12 +6,13 @@ Calls rise -> replicas rise; calls stop -> pods drain and go; no call is cut.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
+from conftest import require_program
 from harness import Cluster, condition, loopback_cluster, running_operator, wait_for
 from voiceop.sandbox.load import CallLoad
 from voiceop.sandbox.pods import PodSimulator
@@ -19,9 +20,9 @@ from voiceop.sandbox.prometheus import PrometheusServer
 
 NS = "live"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("prometheus") is None, reason="needs Debian's prometheus package (.ci/run installs it)"
-)
+
+def signal_reads(source: str) -> float:
+    return REGISTRY.get_sample_value("voiceop_scaling_signal_reads_total", {"source": source}) or 0.0
 
 
 def world(prometheus_url: str | None) -> list[dict[str, Any]]:
@@ -78,6 +79,9 @@ def test_calls_rise_pods_rise_calls_fall_pods_drain_and_no_call_is_cut(
     sandbox: tuple[Cluster, PodSimulator], source: str
 ) -> None:
     cluster, pods = sandbox
+    if source == "prometheus":
+        require_program("prometheus", "Debian's prometheus package")
+    reads_before = {s: signal_reads(s) for s in ("prometheus", "direct", "fallback")}
     prometheus = PrometheusServer(pods).start() if source == "prometheus" else None
     try:
         with running_operator(cluster):
@@ -126,6 +130,11 @@ def test_calls_rise_pods_rise_calls_fall_pods_drain_and_no_call_is_cut(
             assert load.rejected < load.placed
             final = cluster.get("VoiceAgent", NS, "hotline")
             assert condition(final, "ScalingLimited")["status"] == "False"
+            # The signals came from where the agent said, never from a silent fallback.
+            reads = {s: signal_reads(s) - before for s, before in reads_before.items()}
+            assert reads[source] > 10 and reads["fallback"] == 0, reads
+            if source == "prometheus":
+                assert reads["direct"] == 0, reads
     finally:
         if prometheus is not None:
             prometheus.stop()

@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from conftest import KUBERNETES_VERSIONS, ROOT
-from voiceop.api import KINDS, crd
+from voiceop.api import MODELS, crd
 from voiceop.cli import crd_file_name, main
-from voiceop.yamlio import dump
+from voiceop.inputs.yamlio import dump
 
-CRDS = [crd(kind) for kind in KINDS]
+CRDS = [crd(kind) for kind in MODELS]
 
 
 def walk(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from voiceop.mediasim import media_sim_command, parse_downward_annotations
+from voiceop.sandbox.mediasim import media_sim_command, parse_downward_annotations
 from voiceop.sandbox.pods import write_downward_annotations
 from voiceop.sandbox.prometheus import free_port
 

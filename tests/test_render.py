@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from conftest import KUBERNETES_VERSIONS, example_object
 from voiceop.api import parse_object
-from voiceop.inventory import Inventory
+from voiceop.api.inventory import Inventory
+from voiceop.inputs.yamlio import dump_all
 from voiceop.render import render_agent, render_all
 from voiceop.render.agent import RUNTIME_CONFIG_KEY, quantity
-from voiceop.yamlio import dump_all
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 

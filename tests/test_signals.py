@@ -22,7 +22,7 @@ from voiceop.controller.signals import (
     histogram_quantile,
     parse_pod_metrics,
 )
-from voiceop.mediasim import MediaPod, build_app, media_sim_command
+from voiceop.sandbox.mediasim import MediaPod, build_app, media_sim_command
 from voiceop.sandbox.prometheus import PrometheusServer, free_port
 
 

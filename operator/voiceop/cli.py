@@ -36,14 +36,9 @@ def write_files(directory: Path, files: dict[str, str]) -> None:
         os.replace(temporary, directory / name)
 
 
-def all_crds() -> list[dict[str, Any]]:
-    from voiceop.api import KINDS, crd
-
-    return [crd(kind) for kind in KINDS]
-
-
 def cmd_crds(args: argparse.Namespace) -> int:
-    from voiceop.yamlio import dump, dump_all
+    from voiceop.api import all_crds
+    from voiceop.inputs.yamlio import dump, dump_all
 
     crds = all_crds()
     if args.output:
@@ -54,9 +49,9 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from voiceop.loading import load_inventory
+    from voiceop.inputs.loading import load_inventory
+    from voiceop.inputs.yamlio import dump, dump_all
     from voiceop.render import NameConflict, render_all
-    from voiceop.yamlio import dump, dump_all
 
     loaded = load_inventory(args.filename)
     if not loaded.errors:
@@ -78,7 +73,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from voiceop.run import main as run_main
+    from voiceop.handlers.entry import main as run_main
 
     return run_main(
         namespaces=args.namespace or [],
@@ -151,7 +146,7 @@ def cmd_media_sim(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from voiceop.mediasim import main as media_main
+    from voiceop.sandbox.mediasim import main as media_main
 
     slots = args.calls_per_pod
     config = os.environ.get("VOICEOP_RUNTIME_CONFIG")

@@ -1,6 +1,6 @@
-"""The one module that talks to the Kubernetes API: get, list, apply, patch status, delete.
+"""The one module that talks to the Kubernetes API: get, list, apply, patch, delete, Events.
 
-A small async client over aiohttp (kopf's own transport), built from the ConnectionInfo kopf
+A small async client over aiohttp (kopf's own transport), built from the credentials kopf
 logs in with, so kubeconfig and in-cluster credentials work the same. Every request is counted
 by verb and code in the operator's metrics; 409 conflicts and 429/5xx answers are retried here,
 in one place, with a short backoff.
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
+import logging
 import os
 import ssl
 import tempfile
@@ -22,6 +24,9 @@ from typing import Any
 import aiohttp
 
 from voiceop import metrics
+from voiceop.api.kinds import KINDS, Kind
+
+logger = logging.getLogger("voiceop")
 
 FIELD_MANAGER = "voiceop"
 RETRIED_CODES = frozenset({409, 429, 500, 502, 503, 504})
@@ -29,42 +34,18 @@ RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
-class Kind:
-    api_version: str
-    kind: str
-    plural: str
-    namespaced: bool = True
+class Connection:
+    """Where the API is and who we are: from kubeconfig, in-cluster files, or given (tests)."""
 
-    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
-        group_version = self.api_version
-        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
-        if self.namespaced and namespace:
-            base += f"/namespaces/{namespace}"
-        base += f"/{self.plural}"
-        if name:
-            base += f"/{name}"
-        if sub:
-            base += f"/{sub}"
-        return base
-
-
-KINDS: dict[str, Kind] = {
-    k.kind: k
-    for k in (
-        Kind("v1", "ConfigMap", "configmaps"),
-        Kind("v1", "Service", "services"),
-        Kind("v1", "Pod", "pods"),
-        Kind("v1", "Event", "events"),
-        Kind("apps/v1", "Deployment", "deployments"),
-        Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-        Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
-        Kind("voiceop.dev/v1alpha1", "Region", "regions", namespaced=False),
-        Kind("voiceop.dev/v1alpha1", "AIBackend", "aibackends"),
-        Kind("voiceop.dev/v1alpha1", "VoiceAgent", "voiceagents"),
-        Kind("voiceop.dev/v1alpha1", "VoiceEndpoint", "voiceendpoints"),
-    )
-}
+    server: str
+    token: str | None = None
+    insecure: bool = False
+    ca_path: str | None = None
+    ca_data: str | bytes | None = None
+    certificate_path: str | None = None
+    private_key_path: str | None = None
+    certificate_data: str | bytes | None = None
+    private_key_data: str | bytes | None = None
 
 
 class ApiError(Exception):
@@ -74,8 +55,8 @@ class ApiError(Exception):
         self.message = message
 
 
-def _ssl_context(info: Any) -> ssl.SSLContext | bool:
-    """From kopf's ConnectionInfo: CA, client certificate, or no verification if asked."""
+def _ssl_context(info: Connection) -> ssl.SSLContext | bool:
+    """CA, client certificate, or no verification if asked."""
     if not str(info.server).startswith("https"):
         return False
     context = ssl.create_default_context()
@@ -118,7 +99,7 @@ class KubeClient:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_connection_info(cls, info: Any) -> KubeClient:
+    def connect(cls, info: Connection) -> KubeClient:
         return cls(info.server, token=info.token, ssl_context=_ssl_context(info))
 
     async def close(self) -> None:
@@ -238,3 +219,37 @@ class KubeClient:
         except ApiError as error:
             if error.code != 404:
                 raise
+
+    async def post_event(self, raw: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event about `raw`: what `kubectl describe` shows. Never fails a reconcile."""
+        meta = raw["metadata"]
+        namespace = meta.get("namespace") or "default"
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": raw.get("apiVersion"),
+                "kind": raw["kind"],
+                "name": meta["name"],
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "voiceop"},
+            "reportingComponent": "voiceop.dev/operator",
+            "reportingInstance": "voiceop",
+            "firstTimestamp": now[:19] + "Z",
+            "lastTimestamp": now[:19] + "Z",
+            "count": 1,
+        }
+        try:
+            await self.request(
+                "POST", KINDS["Event"].path(namespace), verb="create_event", body=event, retry=False
+            )
+        except ApiError as error:
+            logger.info("could not post event %s for %s: %s", reason, meta["name"], error)

@@ -41,3 +41,8 @@ SCALING_LIMITED = Gauge(
     "1 when a VoiceAgent wants more pods than a limit allows.",
     ["namespace", "agent"],
 )
+SIGNAL_READS = Counter(
+    "voiceop_scaling_signal_reads_total",
+    "Scaling signal reads by where they came from: prometheus, direct, or fallback (Prometheus failed).",
+    ["source"],
+)

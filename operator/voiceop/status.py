@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voiceop.api import FieldError
+from voiceop.api.wire import AGENT_LABEL
 
 Status = dict[str, Any]
 
@@ -174,3 +175,83 @@ def agent_region_status(regions: Sequence[RegionObservation]) -> list[dict[str, 
             entry["p95LatencyMs"] = r.p95_latency_ms
         out.append(entry)
     return out
+
+
+def agent_status(
+    live: Mapping[str, Any],
+    generation: int | None,
+    agent: str,
+    regions: Sequence[RegionObservation],
+    conditions: Iterable[Cond],
+    active_backend: str | None,
+    now: str,
+) -> Status:
+    """An applied agent's status; conditions this pass does not compute are kept."""
+    return {
+        "observedGeneration": generation,
+        "regions": agent_region_status(regions),
+        "replicas": sum(r.replicas for r in regions),
+        "readyReplicas": sum(r.ready for r in regions),
+        "activeCalls": sum(r.active_calls for r in regions),
+        "selector": f"{AGENT_LABEL}={agent}",
+        "activeBackend": active_backend,  # None removes it: no backend is active
+        "conditions": set_conditions(live.get("conditions") or [], conditions, generation, now),
+    }
+
+
+def scaling_limited(limits: Mapping[str, str | None]) -> Cond:
+    """`ScalingLimited` from what bounded each region's last decision (region -> limit)."""
+    named = sorted(f"{region}: {limit}" for region, limit in limits.items() if limit)
+    if named:
+        return Cond("ScalingLimited", "True", "LimitReached", "; ".join(named))
+    return Cond("ScalingLimited", "False", "WithinBounds", "")
+
+
+# --- any kind ----------------------------------------------------------------------------
+
+
+def refused_status(
+    live: Mapping[str, Any], generation: int | None, reason: str, message: str, now: str
+) -> Status:
+    """A refused object: `Ready=False` naming the fields, the rest of its status kept."""
+    ready = Cond("Ready", "False", reason, message)
+    return {
+        **live,
+        "observedGeneration": generation,
+        "conditions": set_conditions(live.get("conditions") or [], [ready], generation, now),
+    }
+
+
+# --- VoiceEndpoint -----------------------------------------------------------------------
+
+
+def endpoint_status(
+    live: Mapping[str, Any], generation: int | None, routes: list[dict[str, Any]], now: str
+) -> Status:
+    if routes:
+        ready = Cond("Ready", "True", "Routed", f"{len(routes)} route(s)")
+    else:
+        ready = Cond("Ready", "False", "NoRegionAvailable", "every region of the agent is in maintenance")
+    return {
+        "observedGeneration": generation,
+        "routes": routes,
+        "conditions": set_conditions(live.get("conditions") or [], [ready], generation, now),
+    }
+
+
+# --- Region ------------------------------------------------------------------------------
+
+
+def region_status(
+    live: Mapping[str, Any], generation: int | None, *, maintenance: bool, pods: int, calls: int, now: str
+) -> Status:
+    if maintenance:
+        ready = Cond("Ready", "False", "Maintenance", "draining: no new calls are routed here")
+    else:
+        ready = Cond("Ready", "True", "Serving", f"{pods} media pod(s)")
+    return {
+        "observedGeneration": generation,
+        "mediaPods": pods,
+        "activeCalls": calls,
+        "conditions": set_conditions(live.get("conditions") or [], [ready], generation, now),
+    }

@@ -16,9 +16,9 @@ import pydantic
 from voiceop.api.admission import Admission, FieldError, field_path
 from voiceop.api.base import API_VERSION, GROUP, CustomResource
 from voiceop.api.crd import crd, openapi_schema
-from voiceop.api.v1alpha1 import KINDS, AIBackend, Region, VoiceAgent, VoiceEndpoint
+from voiceop.api.v1alpha1 import MODELS, AIBackend, Region, VoiceAgent, VoiceEndpoint
 
-KIND_BY_NAME: dict[str, type[CustomResource]] = {kind.info.kind: kind for kind in KINDS}
+KIND_BY_NAME: dict[str, type[CustomResource]] = {kind.info.kind: kind for kind in MODELS}
 
 
 class InvalidObject(ValueError):
@@ -104,9 +104,14 @@ def parse_object(obj: Mapping[str, Any]) -> CustomResource:
     return resource
 
 
+def all_crds() -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions of every kind, as `crds/` holds them."""
+    return [crd(kind) for kind in MODELS]
+
+
 __all__ = [
-    "KINDS",
     "KIND_BY_NAME",
+    "MODELS",
     "AIBackend",
     "FieldError",
     "InvalidObject",
@@ -114,6 +119,7 @@ __all__ = [
     "VoiceAgent",
     "VoiceEndpoint",
     "admission_for",
+    "all_crds",
     "crd",
     "is_voiceop_object",
     "object_ref",

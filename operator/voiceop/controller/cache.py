@@ -14,21 +14,12 @@ from typing import Any
 
 from voiceop.api import FieldError, InvalidObject, parse_object
 from voiceop.api.base import CustomResource
+from voiceop.api.inventory import Inventory
+from voiceop.api.kinds import VOICEOP_KINDS, WATCHED_CHILD_KINDS
 from voiceop.api.v1alpha1 import AIBackend, Region, VoiceAgent, VoiceEndpoint
-from voiceop.inventory import Inventory
-from voiceop.render.metadata import AGENT_LABEL, MANAGED_BY
+from voiceop.api.wire import AGENT_LABEL, MANAGED_BY
 
 Raw = dict[str, Any]
-VOICEOP_KINDS = ("Region", "AIBackend", "VoiceAgent", "VoiceEndpoint")
-CHILD_KINDS = (
-    "Deployment",
-    "Service",
-    "ConfigMap",
-    "PodDisruptionBudget",
-    "HorizontalPodAutoscaler",
-    "ScaledObject",
-    "Pod",  # made by ReplicaSets; read by the autoscaler
-)
 
 
 @dataclass(frozen=True)
@@ -73,7 +64,7 @@ class ClusterCache:
                 self.objects[kind][key] = Seen(raw, parse_object(raw))
             except InvalidObject as invalid:
                 self.objects[kind][key] = Seen(raw, None, tuple(invalid.errors))
-        elif kind in CHILD_KINDS:
+        elif kind in WATCHED_CHILD_KINDS:
             self.children[kind][_key(raw)] = raw
 
     def upsert_if_absent(self, raw: Raw) -> None:

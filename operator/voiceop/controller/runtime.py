@@ -1,4 +1,8 @@
-"""The pieces of a running operator, wired together: client, cache, reconciler, prober."""
+"""The pieces of a running operator, wired together: client, cache, reconciler, prober, scaler.
+
+Independent of the event source: kopf (in `voiceop.handlers`) feeds it watch events and the
+credentials it logged in with.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +12,24 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import kopf
-
-from voiceop.controller.cache import CHILD_KINDS, VOICEOP_KINDS, ClusterCache
+from voiceop.api.kinds import KINDS, VOICEOP_KINDS, WATCHED_CHILD_KINDS
+from voiceop.api.wire import CHILD_SELECTOR
+from voiceop.controller.cache import ClusterCache
 from voiceop.controller.prober import BackendProber
 from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.scaler import Scaler
-from voiceop.kube import KINDS, ApiError, KubeClient
-from voiceop.render.metadata import MANAGED_BY
+from voiceop.kube import ApiError, Connection, KubeClient
 from voiceop.status import now_iso
 
 logger = logging.getLogger("voiceop")
 
-VOICEOP_RESOURCES: tuple[tuple[str, ...], ...] = tuple(
-    ("voiceop.dev", "v1alpha1", plural)
-    for plural in ("regions", "aibackends", "voiceagents", "voiceendpoints")
-)
-# Children are watched through a server-side label selector: never every ConfigMap of a cluster.
-CHILD_RESOURCES: tuple[tuple[str, ...], ...] = (
-    ("apps", "v1", "deployments"),
-    ("v1", "services"),
-    ("v1", "configmaps"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("v1", "pods"),
-)
-
 
 class OperatorRuntime:
-    def __init__(self, connection: kopf.ConnectionInfo | None = None, namespaces: Sequence[str] = ()) -> None:
+    def __init__(self, connection: Connection | None = None, namespaces: Sequence[str] = ()) -> None:
         self.namespaces = tuple(namespaces)  # empty: all
         # Given (tests, demo): used as it is. Otherwise found at login.
         self.connection = connection
-        self._fixed_connection = connection is not None
+        self.connection_given = connection is not None
         self.cache = ClusterCache()
         self.client: KubeClient | None = None
         self.reconciler: Reconciler | None = None
@@ -49,32 +38,10 @@ class OperatorRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._backlog: list[tuple[dict[str, Any], bool]] = []
 
-    def login(self, **kwargs: Any) -> kopf.ConnectionInfo | None:
-        """In-cluster credentials first, then kubeconfig; remembered for voiceop's own client."""
-        if self._fixed_connection:
-            return self.connection
-        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-        if info is not None:
-            self.connection = info
-        return info
-
-    @staticmethod
-    def configure(settings: kopf.OperatorSettings) -> None:
-        for resource in CHILD_RESOURCES:
-            settings.watching.label_selectors[resource] = f"{MANAGED_BY}=voiceop"  # type: ignore[index]
-        # kopf keeps nothing in our objects' status; anything it stores goes under voiceop.dev.
-        settings.persistence.finalizer = "voiceop.dev/finalizer"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="voiceop.dev")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="voiceop.dev", key="last-handled-configuration"
-        )
-        # voiceop posts its own Events for decisions; kopf's per-handler log events would be noise.
-        settings.posting.enabled = False
-        # Reconnect watches well before load balancers cut idle streams (often at 5-10 minutes).
-        settings.watching.server_timeout = 240
-        settings.watching.client_timeout = 270
-        settings.watching.reconnect_backoff = 0.5
-        settings.networking.request_timeout = 30
+    def logged_in(self, connection: Connection) -> None:
+        """Credentials found by the event source (kopf's login), used for voiceop's own client."""
+        if not self.connection_given:
+            self.connection = connection
 
     async def start(self) -> None:
         """Start working once logged in (kopf runs start-up handlers before logging in)."""
@@ -83,7 +50,7 @@ class OperatorRuntime:
     async def _run(self) -> None:
         while self.connection is None:
             await asyncio.sleep(0.05)
-        self.client = KubeClient.from_connection_info(self.connection)
+        self.client = KubeClient.connect(self.connection)
         await self._initial_sync(self.client)
         self.reconciler = Reconciler(self.client, self.cache)
         self.prober = BackendProber(self.cache, self._write_backend_status, now_iso)
@@ -101,14 +68,14 @@ class OperatorRuntime:
         Deployments are known would re-apply them all on every restart.
         """
         scopes: Sequence[str | None] = self.namespaces or (None,)
-        for kind_name in ("Region", "AIBackend", "VoiceAgent", "VoiceEndpoint", *CHILD_KINDS):
+        for kind_name in (*VOICEOP_KINDS, *WATCHED_CHILD_KINDS):
             kind = KINDS[kind_name]
-            selector = None if kind_name in VOICEOP_KINDS else f"{MANAGED_BY}=voiceop"
+            selector = None if kind_name in VOICEOP_KINDS else CHILD_SELECTOR
             for namespace in scopes if kind.namespaced else (None,):
                 try:
                     items = await client.list(kind, namespace, selector)
                 except ApiError as error:
-                    if error.code == 404:  # e.g. KEDA not installed: no ScaledObjects to know
+                    if error.code == 404 and kind.optional:  # KEDA not installed: no ScaledObjects
                         continue
                     raise
                 for item in items:
@@ -143,4 +110,4 @@ class OperatorRuntime:
             metrics.WATCHED_OBJECTS.labels(kind=raw["kind"]).set(len(self.cache.objects[raw["kind"]]))
 
     def queue_depth(self) -> int:
-        return 0 if self.reconciler is None else len(self.reconciler._pending)
+        return 0 if self.reconciler is None else self.reconciler.queue.depth

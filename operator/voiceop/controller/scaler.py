@@ -18,12 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from voiceop import metrics as operator_metrics
+from voiceop.api.kinds import KINDS
 from voiceop.api.v1alpha1 import VoiceAgent
+from voiceop.api.wire import ACCEPTING_CALLS, AGENT_LABEL, DRAINING_SINCE, POD_DELETION_COST, REGION_LABEL
+from voiceop.backends import active_backend
 from voiceop.controller.cache import ClusterCache, Raw
-from voiceop.controller.reconciler import Reconciler, RegionSignals, active_backend
-from voiceop.controller.signals import DirectScraper, PrometheusReader, Reading
-from voiceop.kube import KINDS, ApiError, KubeClient
-from voiceop.render.metadata import ACCEPTING_CALLS, AGENT_LABEL, DRAINING_SINCE, REGION_LABEL
+from voiceop.controller.reconciler import Reconciler
+from voiceop.controller.signals import DirectScraper, PrometheusReader, Reading, RegionSignals
+from voiceop.kube import ApiError, KubeClient
 from voiceop.render.names import media_name
 from voiceop.scaling.policy import PodState, PodView, ScalerMemory, ScalingConfig, decide
 from voiceop.status import condition_status, now_iso, parse_time
@@ -32,7 +35,6 @@ logger = logging.getLogger("voiceop.scaler")
 
 TICK_SECONDS = 2.0
 DEFAULT_STARTUP_SECONDS = 10.0
-DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 DRAINING_COST = "-1000"
 REMOVE_COST = "-2000"
 
@@ -222,9 +224,14 @@ class Scaler:
                 metrics.prometheus_url, PrometheusReader(metrics.prometheus_url)
             )
             try:
-                return await reader.read(agent.namespace, [p["metadata"]["name"] for p in pods])
+                reading = await reader.read(agent.namespace, [p["metadata"]["name"] for p in pods])
+                operator_metrics.SIGNAL_READS.labels(source="prometheus").inc()
+                return reading
             except Exception as error:
                 logger.warning("Prometheus at %s: %s; scraping pods directly", metrics.prometheus_url, error)
+                operator_metrics.SIGNAL_READS.labels(source="fallback").inc()
+        else:
+            operator_metrics.SIGNAL_READS.labels(source="direct").inc()
         addresses = {p["metadata"]["name"]: (p.get("status") or {}).get("podIP") for p in pods}
         return await self.direct.read({n: ip for n, ip in addresses.items() if ip})
 
@@ -263,13 +270,13 @@ class Scaler:
         by_name = {p["metadata"]["name"]: p for p in pods}
         stamp = now_iso()
         for name in decision.drain:
-            await self._annotate(by_name[name], {DRAINING_SINCE: stamp, DELETION_COST: DRAINING_COST})
+            await self._annotate(by_name[name], {DRAINING_SINCE: stamp, POD_DELETION_COST: DRAINING_COST})
             await self._set_gate(self._fresh(by_name[name]), "False", "Draining")
         for name in decision.undrain:
-            await self._annotate(by_name[name], {DRAINING_SINCE: None, DELETION_COST: None})
+            await self._annotate(by_name[name], {DRAINING_SINCE: None, POD_DELETION_COST: None})
             await self._set_gate(self._fresh(by_name[name]), "True", "DemandReturned")
         for name in decision.remove:
-            await self._annotate(by_name[name], {DELETION_COST: REMOVE_COST})
+            await self._annotate(by_name[name], {POD_DELETION_COST: REMOVE_COST})
         where = f"{agent.namespace}/{agent.name} {region}"
         if decision.drain:
             logger.info(

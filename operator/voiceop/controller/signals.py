@@ -21,6 +21,16 @@ METRICS_PORT = 9090
 Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), ascending
 
 
+@dataclass
+class RegionSignals:
+    """Live signals of one agent in one region, as the scaler last saw them (status reads them)."""
+
+    active_calls: int = 0
+    p95_latency_ms: int | None = None
+    desired: int | None = None
+    limited_by: str | None = None
+
+
 @dataclass(frozen=True)
 class Reading:
     calls: dict[str, int]  # pod name -> live calls (pods that answered)

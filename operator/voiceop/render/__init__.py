@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voiceop.inventory import Inventory
+from voiceop.api.inventory import Inventory
 from voiceop.render.agent import render_agent
 from voiceop.render.routes import routes_configmap, routes_for
 

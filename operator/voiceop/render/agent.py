@@ -14,15 +14,9 @@ from typing import Any
 
 from voiceop.api.v1alpha1 import AIBackend, Region, VoiceAgent
 from voiceop.api.v1alpha1.voiceagent import AgentRegion
+from voiceop.api.wire import ACCEPTING_CALLS, POD_ANNOTATIONS_DIR, POD_ANNOTATIONS_FILE
 from voiceop.render import names
-from voiceop.render.metadata import (
-    ACCEPTING_CALLS,
-    POD_ANNOTATIONS_DIR,
-    POD_ANNOTATIONS_FILE,
-    child_labels,
-    object_metadata,
-    selector_labels,
-)
+from voiceop.render.metadata import child_labels, object_metadata, selector_labels
 from voiceop.render.templates import load
 
 METRICS_PORT = 9090

@@ -6,16 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from voiceop.api.base import API_VERSION, CustomResource
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
-AGENT_LABEL = "voiceop.dev/agent"
-REGION_LABEL = "voiceop.dev/region"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-ACCEPTING_CALLS = "voiceop.dev/accepting-calls"
-# Set on a media pod with its readiness gate false; the pod sees it in its downward-API file.
-DRAINING_SINCE = "voiceop.dev/draining-since"
-POD_ANNOTATIONS_DIR = "/etc/voiceop-pod"
-POD_ANNOTATIONS_FILE = f"{POD_ANNOTATIONS_DIR}/annotations"
+from voiceop.api.wire import AGENT_LABEL, COMPONENT_LABEL, MANAGED_BY, REGION_LABEL
 
 
 def selector_labels(agent: str, region: str) -> dict[str, str]:

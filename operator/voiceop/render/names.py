@@ -43,9 +43,6 @@ def runtime_config_name(agent: str) -> str:
     return f"{agent}-runtime"
 
 
-ROUTES_CONFIGMAP = "voiceop-routes"
-
-
 def env_var_suffix(name: str) -> str:
     """A backend name as an environment variable fragment: `openai-rt.eu` -> `OPENAI_RT_EU`."""
     return re.sub(r"[^A-Z0-9]", "_", name.upper())

@@ -7,6 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from voiceop.api.v1alpha1 import Region, VoiceAgent, VoiceEndpoint
+from voiceop.api.wire import ROUTES_CONFIGMAP
 from voiceop.render import names
 from voiceop.render.metadata import child_labels, object_metadata
 from voiceop.render.templates import load
@@ -55,7 +56,7 @@ def routes_configmap(
     return load(
         "configmap.yaml.j2",
         metadata=object_metadata(
-            names.ROUTES_CONFIGMAP,
+            ROUTES_CONFIGMAP,
             namespace,
             child_labels("routes"),
             sorted(endpoints, key=lambda e: e.name),

@@ -20,15 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import kopf
-
-from voiceop.apiserver import LoopbackApiServer
-from voiceop.cli import all_crds
+from voiceop.api import all_crds
 from voiceop.controller.runtime import OperatorRuntime
-from voiceop.run import run_operator
+from voiceop.handlers.entry import run_operator
+from voiceop.inputs.yamlio import read_manifests
+from voiceop.kube import Connection
+from voiceop.sandbox.apiserver import LoopbackApiServer
 from voiceop.sandbox.load import CallLoad
 from voiceop.sandbox.pods import PodSimulator
-from voiceop.yamlio import read_manifests
 
 NS = "contact-center"
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -135,7 +134,7 @@ def run_demo(
         say(f"  while it runs: KUBECONFIG={kubeconfig} kubectl get voiceagents,pods -n {NS} --validate=false")
         for crd in all_crds():
             server.apply(crd)
-        runtime = OperatorRuntime(connection=kopf.ConnectionInfo(server=server.url, token="demo"))
+        runtime = OperatorRuntime(connection=Connection(server=server.url, token="demo"))
         stop, ready = threading.Event(), threading.Event()
         operator = threading.Thread(
             target=run_operator,
@@ -143,7 +142,9 @@ def run_demo(
             daemon=True,
         )
         operator.start()
-        ready.wait(20)
+        if not ready.wait(20):
+            say("error: the operator did not start within 20 s")
+            return 1
         objects = examples(examples_dir, scale_down_delay)
         for obj in objects:
             server.apply(obj)
@@ -171,6 +172,10 @@ def run_demo(
         deadline = time.monotonic() + 60
         while ready_agents() < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
+        if ready_agents() < 2:
+            say(f"error: {ready_agents()} of 2 VoiceAgents Ready after 60 s")
+            stop.set()
+            return 1
         say(f"[{time.monotonic() - started:5.1f}s] both VoiceAgents Ready; the operator made:")
         for line in summary_of(server):
             say(line)
@@ -208,6 +213,10 @@ def run_demo(
             if replicas <= floor and not any(load.live_calls() for load in loads):
                 break
             time.sleep(1)
+        replicas, floor = media_replicas(server, "billing")
+        back_at_minimum = replicas <= floor
+        if not back_at_minimum:
+            say(f"error: billing still has {replicas} media pods, above its minimum {floor}")
         time.sleep(2)  # the pods the scaler removed last are gone from the simulator
 
         placed = sum(load.placed for load in loads)
@@ -231,7 +240,7 @@ def run_demo(
             )
         stop.set()
         operator.join(15)
-    return 0 if pods.dropped_calls == 0 and math.isfinite(placed) else 1
+    return 0 if pods.dropped_calls == 0 and placed > 0 and back_at_minimum else 1
 
 
 def main(duration: float, peak: float, scale_down_delay: float) -> int:

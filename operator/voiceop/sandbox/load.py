@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from voiceop.apiserver.store import Store
+from voiceop.sandbox.apiserver.store import Store
 from voiceop.sandbox.pods import METRICS_PORT, PodSimulator
 from voiceop.status import condition_status
 

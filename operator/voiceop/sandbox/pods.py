@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voiceop.apiserver.store import ApiError, Store
-from voiceop.mediasim import media_sim_command
+from voiceop.sandbox.apiserver.store import ApiError, Store
+from voiceop.sandbox.mediasim import media_sim_command
 from voiceop.status import condition_status, now_iso
 
 logger = logging.getLogger("voiceop.sandbox")

@@ -5,10 +5,10 @@ from voiceop.api.v1alpha1.region import Region, RegionSpec, RegionStatus
 from voiceop.api.v1alpha1.voiceagent import VoiceAgent, VoiceAgentSpec, VoiceAgentStatus
 from voiceop.api.v1alpha1.voiceendpoint import VoiceEndpoint, VoiceEndpointSpec, VoiceEndpointStatus
 
-KINDS = (Region, AIBackend, VoiceAgent, VoiceEndpoint)
+MODELS = (Region, AIBackend, VoiceAgent, VoiceEndpoint)
 
 __all__ = [
-    "KINDS",
+    "MODELS",
     "AIBackend",
     "AIBackendSpec",
     "AIBackendStatus",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voiceop.apiserver.store import ApiError, Store, WatchEvent
+from voiceop.sandbox.apiserver.store import ApiError, Store, WatchEvent
 
 DEPLOYMENTS = ("apps", "deployments")
 

@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from voiceop.apiserver.resources import ResourceType
-from voiceop.apiserver.store import ApiError, Store
+from voiceop.sandbox.apiserver.resources import ResourceType
+from voiceop.sandbox.apiserver.store import ApiError, Store
 
 VERSION_INFO = {
     "major": "1",
@@ -214,14 +214,26 @@ class ApiHandlers:
     async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         query = request.query
         loop = asyncio.get_running_loop()
-        watch = self.store.open_watch(
-            t.rtype,
-            t.namespace,
-            query.get("labelSelector"),
-            query.get("fieldSelector"),
-            query.get("resourceVersion"),
-            loop,
-        )
+        try:
+            watch = self.store.open_watch(
+                t.rtype,
+                t.namespace,
+                query.get("labelSelector"),
+                query.get("fieldSelector"),
+                query.get("resourceVersion"),
+                loop,
+                send_initial_events=query.get("sendInitialEvents") == "true",
+            )
+        except ApiError as error:
+            if error.code != 410:
+                raise
+            # As kube-apiserver does: an expired resourceVersion is an ERROR event on a 200 stream.
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            event = {"type": "ERROR", "object": error.status()}
+            await response.write(json.dumps(event).encode() + b"\n")
+            await response.write_eof()
+            return response
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from voiceop.api import InvalidObject, is_voiceop_object, parse_object
-from voiceop.inventory import Inventory
-from voiceop.yamlio import read_manifests
+from voiceop.api.inventory import Inventory
+from voiceop.inputs.yamlio import read_manifests
 
 
 @dataclass

@@ -11,7 +11,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from voiceop.controller.runtime import OperatorRuntime
-from voiceop.handlers import build_registry
+from voiceop.handlers.registry import build_registry
 
 
 def run_operator(

@@ -22,105 +22,22 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 # The generic engine (structural defaults, OpenAPI schema, CEL) that any CRD's schema runs on.
 from voiceop.api.admission import Admission
-from voiceop.apiserver.patching import PatchError, json_patch, merge_patch, server_side_apply
-from voiceop.apiserver.resources import BUILTIN_TYPES, ResourceType, types_from_crd
-from voiceop.apiserver.selectors import SelectorError, parse_field_selector, parse_selector
+from voiceop.sandbox.apiserver.errors import ApiError, not_found
+from voiceop.sandbox.apiserver.patching import PatchError, json_patch, merge_patch, server_side_apply
+from voiceop.sandbox.apiserver.resources import BUILTIN_TYPES, ResourceType, types_from_crd
+from voiceop.sandbox.apiserver.scale import scale_view, set_path
+from voiceop.sandbox.apiserver.selectors import SelectorError, parse_field_selector, parse_selector
+from voiceop.sandbox.apiserver.watch import Watch, WatchEvent
 from voiceop.status import now_iso
 
 Obj = dict[str, Any]
 ObjKey = tuple[str, str]  # (namespace or "", name)
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 EVENT_LOG_SIZE = 20_000
-
-
-class ApiError(Exception):
-    """An error answer: HTTP code, Kubernetes reason, message, optional field causes."""
-
-    def __init__(
-        self, code: int, reason: str, message: str, causes: list[dict[str, str]] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.causes = causes or []
-
-    def status(self) -> Obj:
-        body: Obj = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.causes:
-            body["details"] = {"causes": self.causes}
-        return body
-
-
-def not_found(rtype: ResourceType, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{rtype.plural}.{rtype.group or "core"} "{name}" not found')
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    resource_version: int
-    type: str  # ADDED, MODIFIED, DELETED
-    key: tuple[str, str]
-    old: Obj | None
-    new: Obj
-
-
-@dataclass(eq=False)  # identity: each open stream is its own
-class Watch:
-    """One open watch stream; events are put on its queue from any thread."""
-
-    rtype: ResourceType
-    namespace: str | None
-    labels: Callable[[Any], bool]
-    fields: Callable[[Any], bool]
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Obj | None] = field(default_factory=asyncio.Queue)
-
-    def matches(self, obj: Obj | None) -> bool:
-        if obj is None:
-            return False
-        meta = obj.get("metadata", {})
-        if self.namespace and meta.get("namespace") != self.namespace:
-            return False
-        return self.labels(meta.get("labels") or {}) and self.fields(obj)
-
-    def event_for(self, event: WatchEvent) -> Obj | None:
-        """What this watcher sees of an event: objects leaving its selector look deleted."""
-        if event.key != self.rtype.key:
-            return None
-        was, now = self.matches(event.old), self.matches(event.new)
-        if event.type == "DELETED":
-            kind = "DELETED" if was or now else None
-        elif was and now:
-            kind = "MODIFIED"
-        elif now:
-            kind = "ADDED"
-        elif was:
-            kind = "DELETED"
-        else:
-            kind = None
-        if kind is None:
-            return None
-        return {"type": kind, "object": self.rtype_view(event.new)}
-
-    def rtype_view(self, obj: Obj) -> Obj:
-        return {**obj, "apiVersion": self.rtype.api_version}
-
-    def offer(self, message: Obj | None) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
 
 
 class Store:
@@ -454,16 +371,16 @@ class Store:
 
     def scale(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
         obj = self.get(rtype, namespace, name)
-        return _scale_view(rtype, obj)
+        return scale_view(rtype, obj)
 
     def _write_scale(self, rtype: ResourceType, key: ObjKey, old: Obj, body: Obj) -> Obj:
         replicas = (body.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
             raise ApiError(422, "Invalid", "spec.replicas: must be a non-negative integer")
         new = copy.deepcopy(old)
-        _set_path(new, rtype.spec_replicas_path, replicas)
+        set_path(new, rtype.spec_replicas_path, replicas)
         stored = self._store_update(rtype, key, old, new, None)
-        return _scale_view(rtype, stored)
+        return scale_view(rtype, stored)
 
     # --- deletion and garbage collection --------------------------------------------------
 
@@ -546,7 +463,15 @@ class Store:
         field_selector: str | None,
         since: str | None,
         loop: asyncio.AbstractEventLoop,
+        *,
+        send_initial_events: bool = False,
     ) -> Watch:
+        """A watch from `since`, or from now with every current object ADDED first.
+
+        With `send_initial_events` (a WatchList, as kubectl and informers since 1.27 ask for),
+        the current objects come first and then a BOOKMARK annotated
+        `k8s.io/initial-events-end`, as a real API server sends.
+        """
         try:
             watch = Watch(
                 rtype, namespace, parse_selector(label_selector), parse_field_selector(field_selector), loop
@@ -554,12 +479,26 @@ class Store:
         except (SelectorError, ValueError) as error:
             raise ApiError(400, "BadRequest", str(error)) from None
         with self._lock:
-            if since in (None, "", "0"):
+            if since in (None, "", "0") or send_initial_events:
                 for _, obj in sorted(self._table(rtype).items()):
                     if watch.matches(obj):
                         watch.queue.put_nowait(
                             {"type": "ADDED", "object": watch.rtype_view(copy.deepcopy(obj))}
                         )
+                if send_initial_events:
+                    watch.queue.put_nowait(
+                        {
+                            "type": "BOOKMARK",
+                            "object": {
+                                "apiVersion": rtype.api_version,
+                                "kind": rtype.kind,
+                                "metadata": {
+                                    "resourceVersion": str(self._last_revision),
+                                    "annotations": {"k8s.io/initial-events-end": "true"},
+                                },
+                            },
+                        }
+                    )
             else:
                 revision = int(since)
                 oldest = self._log[0].resource_version if self._log else self._last_revision + 1
@@ -590,40 +529,3 @@ def _admission_for(rtype: ResourceType) -> Admission:
 
 def _without(obj: Obj, *keys: str) -> Obj:
     return {k: v for k, v in obj.items() if k not in keys}
-
-
-def _get_path(obj: Obj, path: str) -> Any:
-    node: Any = obj
-    for part in path.strip(".").split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def _set_path(obj: Obj, path: str, value: Any) -> None:
-    parts = path.strip(".").split(".")
-    node = obj
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
-def _scale_view(rtype: ResourceType, obj: Obj) -> Obj:
-    status: Obj = {"replicas": _get_path(obj, rtype.status_replicas_path) or 0}
-    if rtype.label_selector_path:
-        selector = _get_path(obj, rtype.label_selector_path)
-        if rtype.key == ("apps", "deployments"):
-            labels = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
-            selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        if selector:
-            status["selector"] = selector
-    return {
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            k: obj["metadata"][k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-            if k in obj["metadata"]
-        },
-        "spec": {"replicas": _get_path(obj, rtype.spec_replicas_path) or 0},
-        "status": status,
-    }

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from voiceop.apiserver.http import build_app
-from voiceop.apiserver.store import ApiError, Store
+from voiceop.sandbox.apiserver.http import build_app
+from voiceop.sandbox.apiserver.store import ApiError, Store
 
 __all__ = ["ApiError", "LoopbackApiServer", "Store"]
 

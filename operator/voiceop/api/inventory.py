@@ -9,8 +9,8 @@ from typing import Any
 
 from voiceop.api import FieldError
 from voiceop.api.base import CustomResource
+from voiceop.api.references import agent_reference_errors, endpoint_reference_errors
 from voiceop.api.v1alpha1 import AIBackend, Region, VoiceAgent, VoiceEndpoint
-from voiceop.references import agent_reference_errors, endpoint_reference_errors
 
 
 @dataclass

@@ -1,0 +1,153 @@
+"""An agent's children and status: cache -> render (pure) -> apply what differs -> status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from voiceop import metrics
+from voiceop.api.kinds import KINDS
+from voiceop.api.references import agent_reference_errors
+from voiceop.api.v1alpha1 import VoiceAgent
+from voiceop.backends import active_backend, backend_available
+from voiceop.controller.cache import ClusterCache, Raw, Seen
+from voiceop.controller.diff import stamped, up_to_date
+from voiceop.controller.signals import RegionSignals
+from voiceop.controller.status_writer import StatusWriter
+from voiceop.kube import KubeClient
+from voiceop.render import render_agent
+from voiceop.render.names import media_name
+from voiceop.status import RegionObservation, agent_conditions, agent_status, scaling_limited
+
+SignalTable = dict[tuple[str, str, str], RegionSignals]  # (namespace, agent, region) -> signals
+
+
+@dataclass
+class AgentReconciler:
+    client: KubeClient
+    cache: ClusterCache
+    status: StatusWriter
+    signals: SignalTable
+    # (namespace, agent) -> (fingerprint of the inputs, stamped children): renders are reused
+    # while nothing they depend on changed, so the many events of a rollout cost no re-render.
+    _rendered: dict[tuple[str, str], tuple[tuple[Any, ...], list[Raw]]] = field(default_factory=dict)
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        seen = self.cache.seen("VoiceAgent", namespace, name)
+        if seen is None or seen.raw["metadata"].get("deletionTimestamp"):
+            self._rendered.pop((namespace, name), None)
+            return  # gone: the garbage collector removes its children (ownerReferences)
+        if seen.resource is None:
+            await self.status.refuse(seen, "InvalidSpec", seen.errors)
+            return
+        agent: VoiceAgent = seen.resource  # type: ignore[assignment]
+        backends = self.cache.backends(namespace)
+        missing = agent_reference_errors(agent, self.cache.regions(), backends)
+        if missing:
+            # Children stay as they are: a Region or AIBackend that is briefly gone must not
+            # take live calls down with it.
+            await self.status.refuse(seen, "MissingReference", missing)
+            return
+        active = active_backend(agent, backends)
+        previous = (seen.raw.get("status") or {}).get("activeBackend")
+        await self._converge_children(seen, self._desired_children(agent, active))
+        if previous and active and previous != active:
+            await self.client.post_event(
+                seen.raw, "Warning", "BackendFailover", f"active AIBackend {previous} -> {active}"
+            )
+        await self._write_status(seen, agent, active)
+
+    def _desired_children(self, agent: VoiceAgent, active: str | None) -> list[Raw]:
+        regions, backends = self.cache.regions(), self.cache.backends(agent.namespace)
+        # Generations, not resourceVersions: status writes must not count as changes.
+        fingerprint = (
+            agent.metadata.uid,
+            agent.metadata.generation,
+            active,
+            tuple(
+                (regions[r.name].metadata.uid, regions[r.name].metadata.generation)
+                for r in agent.spec.regions
+            ),
+            tuple(
+                (backends[b.name].metadata.uid, backends[b.name].metadata.generation)
+                for b in agent.spec.backends
+            ),
+        )
+        cached = self._rendered.get((agent.namespace, agent.name))
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        desired = [stamped(child) for child in render_agent(agent, regions, backends, active_backend=active)]
+        self._rendered[(agent.namespace, agent.name)] = (fingerprint, desired)
+        return desired
+
+    async def _converge_children(self, seen: Seen, desired: list[Raw]) -> None:
+        namespace, name = seen.namespace, seen.name
+        live = self.cache.children_of(namespace, name)
+        changed = []
+        for child in desired:
+            if up_to_date(child, live.get((child["kind"], child["metadata"]["name"]))):
+                continue
+            self.cache.upsert(await self.client.apply(child))
+            changed.append(f"{child['kind']}/{child['metadata']['name']}")
+        wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
+        uid = seen.raw["metadata"].get("uid")
+        pruned = []
+        for (kind, child_name), raw in live.items():
+            owners = {ref.get("uid") for ref in raw["metadata"].get("ownerReferences") or []}
+            if (kind, child_name) not in wanted and uid in owners:
+                await self.client.delete(KINDS[kind], namespace, child_name)
+                self.cache.remove(raw)
+                pruned.append(f"{kind}/{child_name}")
+        if changed:
+            await self.client.post_event(seen.raw, "Normal", "Applied", "applied " + ", ".join(changed))
+        if pruned:
+            await self.client.post_event(seen.raw, "Normal", "Pruned", "deleted " + ", ".join(pruned))
+        metrics.MANAGED_OBJECTS.labels(kind="all").set(sum(len(t) for t in self.cache.children.values()))
+
+    def _observe_regions(self, agent: VoiceAgent) -> list[RegionObservation]:
+        observations = []
+        for bounds in agent.spec.regions:
+            deployment = (
+                self.cache.child("Deployment", agent.namespace, media_name(agent.name, bounds.name)) or {}
+            )
+            spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+            signals = self.signals.get((agent.namespace, agent.name, bounds.name), RegionSignals())
+            generation = (deployment.get("metadata") or {}).get("generation", 0)
+            observations.append(
+                RegionObservation(
+                    name=bounds.name,
+                    min_replicas=bounds.min_replicas,
+                    desired=signals.desired if signals.desired is not None else spec.get("replicas", 1),
+                    replicas=status.get("replicas", 0),
+                    ready=status.get("readyReplicas", 0),
+                    updated=bool(deployment) and status.get("observedGeneration", 0) >= generation,
+                    active_calls=signals.active_calls,
+                    p95_latency_ms=signals.p95_latency_ms,
+                )
+            )
+        return observations
+
+    async def _write_status(self, seen: Seen, agent: VoiceAgent, active: str | None) -> None:
+        observations = self._observe_regions(agent)
+        backends = self.cache.backends(agent.namespace)
+        available = [b for b, backend in backends.items() if backend_available(backend)]
+        conditions = agent_conditions(observations, [b.name for b in agent.spec.backends], available, active)
+        if agent.spec.scaling.mode == "builtin":
+            conditions.append(
+                scaling_limited(
+                    {
+                        r.name: signals.limited_by
+                        for r in agent.spec.regions
+                        if (signals := self.signals.get((agent.namespace, agent.name, r.name)))
+                    }
+                )
+            )
+        live = dict(seen.raw.get("status") or {})
+        generation = seen.raw["metadata"].get("generation")
+        status = agent_status(
+            live, generation, agent.name, observations, conditions, active, self.status.clock()
+        )
+        metrics.AGENT_READY.labels(namespace=agent.namespace, agent=agent.name).set(
+            1 if conditions[0].status == "True" else 0
+        )
+        await self.status.write_if_changed(seen, status)

@@ -1,0 +1,88 @@
+"""kopf registrations: where events come in. Each handler hands over to the runtime in a line.
+
+kopf watches (with reconnects), logs in, coordinates replicas (peering) and serves liveness;
+everything voiceop decides happens in `voiceop.controller`. Handlers go into a registry of
+their own per runtime, so that tests can run several operators side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import kopf
+
+from voiceop.api.kinds import KINDS, VOICEOP_KINDS, WATCHED_CHILD_KINDS
+from voiceop.api.wire import CHILD_SELECTOR, MANAGED_BY, MANAGER
+from voiceop.controller.runtime import OperatorRuntime
+from voiceop.kube import Connection
+
+
+def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """Credentials for kopf and for voiceop's own API client."""
+        if runtime.connection_given and runtime.connection is not None:
+            return kopf.ConnectionInfo(**dataclasses.asdict(runtime.connection))  # given (tests, demo)
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        if info is not None:
+            runtime.logged_in(connection_of(info))
+        return info
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        """Configure kopf, then start the reconciler and the backend prober."""
+        configure(settings)
+        await runtime.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        """Stop the reconciler and close connections."""
+        await runtime.stop()
+
+    def observe(event: kopf.RawEvent, **_: Any) -> None:
+        """A watch event of voiceop's kinds or of a child: into the cache, then the queue."""
+        runtime.observe(dict(event))
+
+    for name in VOICEOP_KINDS:
+        kind = KINDS[name]
+        kopf.on.event(*kind.resource, id=f"observe-{kind.plural}", registry=registry)(observe)
+    for name in WATCHED_CHILD_KINDS:
+        kind = KINDS[name]
+        kopf.on.event(
+            *kind.resource, labels={MANAGED_BY: MANAGER}, id=f"observe-{kind.plural}", registry=registry
+        )(observe)
+
+    @kopf.on.probe(id="reconcile_queue", registry=registry)
+    def reconcile_queue(**_: Any) -> int:
+        """Keys waiting to be reconciled (in the liveness answer)."""
+        return runtime.queue_depth()
+
+    return registry
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf configured once, at start-up."""
+    for name in WATCHED_CHILD_KINDS:
+        # Children are watched through a server-side label selector: never every ConfigMap of a cluster.
+        settings.watching.label_selectors[KINDS[name].resource] = CHILD_SELECTOR  # type: ignore[index]
+    # kopf keeps nothing in our objects' status; anything it stores goes under voiceop.dev.
+    settings.persistence.finalizer = "voiceop.dev/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="voiceop.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="voiceop.dev", key="last-handled-configuration"
+    )
+    # voiceop posts its own Events for decisions; kopf's per-handler log events would be noise.
+    settings.posting.enabled = False
+    # Reconnect watches well before load balancers cut idle streams (often at 5-10 minutes).
+    settings.watching.server_timeout = 240
+    settings.watching.client_timeout = 270
+    settings.watching.reconnect_backoff = 0.5
+    settings.networking.request_timeout = 30
+
+
+def connection_of(info: kopf.ConnectionInfo) -> Connection:
+    """kopf's credentials as voiceop's client takes them."""
+    return Connection(**{f.name: getattr(info, f.name) for f in dataclasses.fields(Connection)})

@@ -1,0 +1,1 @@
+"""Reading manifests (YAML files and folders) into api objects."""
