@@ -37,7 +37,7 @@ CEL_CASES = [
         "spec.regions[0].minReplicas",
         21,
         "spec.regions[0].minReplicas",
-        "minReplicas (21) is greater than maxReplicas (20)",
+        "minReplicas must not be greater than maxReplicas",
     ),
     (
         "VoiceAgent",
@@ -45,7 +45,7 @@ CEL_CASES = [
         "spec.transport.rtp.portRange.end",
         20000,
         "spec.transport.rtp.portRange.start",
-        "start (20000) must be lower than end (20000)",
+        "start must be lower than end",
     ),
     (
         "VoiceAgent",

@@ -76,7 +76,7 @@ def test_invalid_object_exits_2_naming_file_object_and_field_with_nothing_on_std
         f"{folder / 'agents.yaml'}: VoiceAgent contact-center/billing: spec.regions[0].minReplicas:"
         in result.stderr
     )
-    assert "minReplicas (9) is greater than maxReplicas (3)" in result.stderr
+    assert "minReplicas must not be greater than maxReplicas" in result.stderr
 
 
 def test_unknown_reference_exits_2(tmp_path: Path) -> None:

@@ -55,7 +55,23 @@ def structural(schema: JsonSchema, defs: dict[str, JsonSchema], *, in_status: bo
         out[key] = value
     if "required" in out and not out["required"]:
         del out["required"]
+    if isinstance(out.get("default"), dict) and "properties" in out:
+        out["default"] = _with_nested_defaults(out["default"], out)
     return _ordered(out)
+
+
+def _with_nested_defaults(value: dict[str, Any], schema: JsonSchema) -> dict[str, Any]:
+    """An object default with its properties' defaults filled in.
+
+    kube-apiserver validates a default against the schema's CEL rules as written, without
+    applying the nested defaults first: `scaling: {}` would fail a rule reading
+    `self.targetUtilization`. Spelled out, the default is what defaulting yields anyway.
+    """
+    filled = dict(value)
+    for name, sub in schema.get("properties", {}).items():
+        if name not in filled and "default" in sub:
+            filled[name] = sub["default"]
+    return filled
 
 
 def _ordered(schema: JsonSchema) -> JsonSchema:

@@ -1,0 +1,444 @@
+"""The sandbox kubelet: nodes for a real control plane whose pods are `voiceop media-sim`
+processes on 127.x addresses.
+
+As a kubelet behaves, as far as voiceop depends on it:
+- registers Nodes (one per Region and zone by default, labelled with the Region's node
+  selector and zone, with capacity) and keeps them Ready: a Lease renewed every 10 s;
+- runs each voiceop media pod the scheduler binds to one of its nodes as a process on its
+  own loopback address, which is the pod IP (nothing else ever receives traffic);
+- computes `Ready` as the kubelet does: containers ready (the process's /readyz) AND every
+  readiness gate True; writes status only when it changed;
+- writes the downward-API annotations file with a lag (the real one refreshes within its sync
+  period: seconds, a minute at worst);
+- on deletion runs the preStop hook (GET /drain), sends SIGTERM, SIGKILL at the end of
+  `terminationGracePeriodSeconds`, counts a call cut for every call a killed process held,
+  then removes the pod (grace 0), as the kubelet confirms a deletion.
+Pods of other programs on its nodes are left Pending: this kubelet runs only media pods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voiceop.api.wire import MANAGED_BY, MANAGER, NODE_REGION_LABEL, NODE_ZONE_LABEL
+from voiceop.sandbox.cluster.rest import Rest, RestError
+from voiceop.sandbox.mediasim import media_sim_command
+from voiceop.sandbox.pods import METRICS_PORT, write_downward_annotations
+
+logger = logging.getLogger("voiceop.sandbox.kubelet")
+LEASE_SECONDS = 40
+CAPACITY = {"cpu": "32", "memory": "128Gi", "pods": "250", "ephemeral-storage": "100Gi"}
+
+
+def now_micro() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    labels: dict[str, str]
+
+
+def nodes_for_region(region: dict[str, Any]) -> list[NodeSpec]:
+    """One node per zone of a Region (one if it names none), with its node selector's labels."""
+    name = region["metadata"]["name"]
+    spec = region.get("spec") or {}
+    selector = dict(spec.get("nodeSelector") or {NODE_REGION_LABEL: name})
+    zones = spec.get("zones") or [f"{name}-a"]
+    return [
+        NodeSpec(
+            f"node-{name}-{zone}"[:63], {**selector, NODE_ZONE_LABEL: zone, "kubernetes.io/hostname": zone}
+        )
+        for zone in zones
+    ]
+
+
+@dataclass
+class Process:
+    namespace: str
+    name: str
+    uid: str
+    ip: str
+    process: subprocess.Popen[bytes]
+    annotations_file: Path
+    terminating: bool = False
+    # The downward-API file's pending contents and when the kubelet will write them.
+    pending_annotations: dict[str, str] | None = None
+    write_at: float = 0.0
+    last_status: Any = None
+    calls: int = 0
+
+
+@dataclass
+class SandboxKubelet:
+    rest: Rest
+    extra_nodes: list[NodeSpec] = field(default_factory=list)
+    nodes_from_regions: bool = True
+    annotation_lag_seconds: float = 2.0
+    tick_seconds: float = 0.3
+    cut_calls: int = 0
+    killed_with_calls: list[tuple[str, int]] = field(default_factory=list)
+    nodes: dict[str, NodeSpec] = field(default_factory=dict)
+    running: dict[str, Process] = field(default_factory=dict)  # pod uid -> process
+
+    def __post_init__(self) -> None:
+        self._addresses = (f"127.1.{high}.{low}" for high in range(0, 250) for low in range(2, 255))
+        self._free: list[str] = []
+        self._podinfo = Path(tempfile.mkdtemp(prefix="voiceop-kubelet-"))
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._last_lease = 0.0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> SandboxKubelet:
+        for spec in self.extra_nodes:
+            self._register(spec)
+        thread = threading.Thread(target=self._loop, name="sandbox-kubelet", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+        with self._lock:
+            processes = list(self.running.values())
+            self.running.clear()
+        for proc in processes:
+            proc.process.kill()
+        for proc in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.process.wait(5)
+        shutil.rmtree(self._podinfo, ignore_errors=True)
+
+    def __enter__(self) -> SandboxKubelet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception:  # a test tool must not die silently mid-test
+                logger.exception("kubelet pass failed")
+            self._stop.wait(self.tick_seconds)
+
+    # --- what tests and the demo read -----------------------------------------------------
+
+    def address(self, namespace: str, name: str) -> str | None:
+        with self._lock:
+            for proc in self.running.values():
+                if (proc.namespace, proc.name) == (namespace, name):
+                    return proc.ip
+        return None
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Prometheus file_sd targets of every running pod."""
+        with self._lock:
+            return [
+                {"targets": [f"{p.ip}:{METRICS_PORT}"], "labels": {"namespace": p.namespace, "pod": p.name}}
+                for p in self.running.values()
+                if not p.terminating
+            ]
+
+    # --- one pass -------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        if self.nodes_from_regions:
+            self._sync_region_nodes()
+        if time.monotonic() - self._last_lease > 10:
+            self._heartbeat()
+        pods = self.rest.get("/api/v1/pods", {"labelSelector": f"{MANAGED_BY}={MANAGER}"})["items"]
+        seen = set()
+        for pod in pods:
+            if (pod.get("spec") or {}).get("nodeName") not in self.nodes:
+                continue
+            seen.add(pod["metadata"]["uid"])
+            self._sync_pod(pod)
+        with self._lock:
+            vanished = [p for uid, p in self.running.items() if uid not in seen and not p.terminating]
+        for proc in vanished:  # force-deleted: the kubelet kills at once
+            self._kill(proc)
+            self._forget(proc)
+
+    def _sync_region_nodes(self) -> None:
+        try:
+            regions = self.rest.get("/apis/voiceop.dev/v1alpha1/regions")["items"]
+        except RestError as error:
+            if error.code == 404:
+                return  # CRDs not applied yet
+            raise
+        for region in regions:
+            for spec in nodes_for_region(region):
+                if spec.name not in self.nodes:
+                    self._register(spec)
+
+    def _register(self, spec: NodeSpec) -> None:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": spec.name, "labels": {**spec.labels, "kubernetes.io/os": "linux"}},
+            "spec": {},
+        }
+        with contextlib.suppress(RestError):
+            self.rest.create("/api/v1/nodes", node)
+        self.nodes[spec.name] = spec
+        self._node_status(spec.name)
+        self._renew_lease(spec.name)
+
+    def _node_status(self, name: str) -> None:
+        now = now_iso()
+        status = {
+            "capacity": CAPACITY,
+            "allocatable": CAPACITY,
+            "addresses": [
+                {"type": "InternalIP", "address": "127.0.0.1"},
+                {"type": "Hostname", "address": name},
+            ],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "sandbox kubelet is posting ready status",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ],
+            "nodeInfo": {
+                "kubeletVersion": "v0.0.0-voiceop-sandbox",
+                "kubeProxyVersion": "",
+                "containerRuntimeVersion": "voiceop-sandbox://media-sim",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "osImage": "voiceop sandbox",
+                "kernelVersion": "",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        }
+        self.rest.patch(f"/api/v1/nodes/{name}/status", {"status": status}, kind="strategic")
+
+    def _renew_lease(self, node: str) -> None:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": node, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": node, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now_micro()},
+        }
+        self.rest.apply(path, body, manager="voiceop-sandbox-kubelet")
+
+    def _heartbeat(self) -> None:
+        self._last_lease = time.monotonic()
+        for name in self.nodes:
+            with contextlib.suppress(RestError):
+                self._renew_lease(name)
+
+    # --- pods -----------------------------------------------------------------------------
+
+    def _sync_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        with self._lock:
+            proc = self.running.get(meta["uid"])
+        if meta.get("deletionTimestamp"):
+            if proc is None:
+                self._confirm_deletion(pod)
+            elif not proc.terminating:
+                proc.terminating = True
+                threading.Thread(target=self._terminate, args=(proc, pod), daemon=True).start()
+            return
+        if proc is None:
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return
+            proc = self._run(pod)
+        if proc.process.poll() is not None:
+            logger.warning(
+                "media-sim of %s/%s exited with %s; restarting",
+                proc.namespace,
+                proc.name,
+                proc.process.returncode,
+            )
+            self._forget(proc)
+            proc = self._run(pod)
+        self._sync_annotations(proc, meta.get("annotations") or {})
+        self._sync_status(proc, pod)
+
+    def _run(self, pod: dict[str, Any]) -> Process:
+        meta = pod["metadata"]
+        ip = self._free.pop() if self._free else next(self._addresses)
+        annotations_file = self._podinfo / f"{meta['namespace']}_{meta['name']}" / "annotations"
+        annotations_file.parent.mkdir(parents=True, exist_ok=True)
+        write_downward_annotations(annotations_file, meta.get("annotations") or {})
+        process = subprocess.Popen(
+            media_sim_command(ip, METRICS_PORT, self._calls_per_pod(pod), annotations_file),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        proc = Process(meta["namespace"], meta["name"], meta["uid"], ip, process, annotations_file)
+        with self._lock:
+            self.running[meta["uid"]] = proc
+        return proc
+
+    def _calls_per_pod(self, pod: dict[str, Any]) -> int:
+        for volume in pod["spec"].get("volumes") or []:
+            name = (volume.get("configMap") or {}).get("name", "")
+            if name.endswith("-runtime"):
+                config = self.rest.get_or_none(
+                    f"/api/v1/namespaces/{pod['metadata']['namespace']}/configmaps/{name}"
+                )
+                with contextlib.suppress(KeyError, ValueError, TypeError):
+                    return int(json.loads(config["data"]["runtime.json"]).get("callsPerPod", 10))
+        return 10
+
+    def _sync_annotations(self, proc: Process, annotations: dict[str, str]) -> None:
+        now = time.monotonic()
+        if proc.pending_annotations != annotations:
+            proc.pending_annotations = dict(annotations)
+            proc.write_at = now + self.annotation_lag_seconds
+        if now >= proc.write_at:
+            write_downward_annotations(proc.annotations_file, proc.pending_annotations)
+
+    def _sync_status(self, proc: Process, pod: dict[str, Any]) -> None:
+        ready_process = _http(f"http://{proc.ip}:{METRICS_PORT}/readyz")[0] == 200
+        conditions = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
+        gates = [g["conditionType"] for g in pod["spec"].get("readinessGates") or []]
+        gated = all((conditions.get(g) or {}).get("status") == "True" for g in gates)
+        ready = ready_process and gated
+        containers = [
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": ready_process,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": pod["metadata"].get("creationTimestamp")}},
+            }
+            for c in pod["spec"]["containers"]
+        ]
+        wanted = {
+            "Initialized": "True",
+            "ContainersReady": "True" if ready_process else "False",
+            "Ready": "True" if ready else "False",
+        }
+        observed = (ready_process, ready)
+        if proc.last_status == observed and all(
+            (conditions.get(k) or {}).get("status") == v for k, v in wanted.items()
+        ):
+            return
+        now = now_iso()
+        status = {
+            "phase": "Running",
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": proc.ip,
+            "podIPs": [{"ip": proc.ip}],
+            "startTime": (pod.get("status") or {}).get("startTime") or now,
+            "containerStatuses": containers,
+            # Strategic merge on `type`: the operator's readiness-gate condition stays as it is.
+            "conditions": [
+                {"type": kind, "status": value, "lastTransitionTime": now}
+                if (conditions.get(kind) or {}).get("status") != value
+                else conditions[kind]
+                for kind, value in wanted.items()
+            ],
+        }
+        path = f"/api/v1/namespaces/{proc.namespace}/pods/{proc.name}/status"
+        try:
+            self.rest.patch(path, {"status": status}, kind="strategic")
+            proc.last_status = observed
+        except RestError as error:
+            logger.info("status of %s/%s: %s", proc.namespace, proc.name, error)
+
+    def _terminate(self, proc: Process, pod: dict[str, Any]) -> None:
+        """preStop, SIGTERM, SIGKILL at the end of the grace period; then confirm the deletion."""
+        grace = float(
+            pod["metadata"].get("deletionGracePeriodSeconds")
+            or pod["spec"].get("terminationGracePeriodSeconds")
+            or 30
+        )
+        deadline = time.monotonic() + grace
+        for container in pod["spec"]["containers"]:
+            hook = ((container.get("lifecycle") or {}).get("preStop") or {}).get("httpGet")
+            if hook:
+                port = hook.get("port", METRICS_PORT)
+                _http(f"http://{proc.ip}:{port}{hook.get('path', '/')}", timeout=max(0.1, grace))
+        if proc.process.poll() is None:
+            proc.process.terminate()
+        while proc.process.poll() is None and time.monotonic() < deadline:
+            proc.calls = _active_calls(proc.ip, proc.calls)
+            time.sleep(0.2)
+        if proc.process.poll() is None:
+            self._kill(proc)
+        self._forget(proc)
+        self._confirm_deletion(pod)
+
+    def _kill(self, proc: Process) -> None:
+        calls = _active_calls(proc.ip, proc.calls)
+        proc.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.process.wait(5)
+        if calls:
+            self.cut_calls += calls
+            self.killed_with_calls.append((f"{proc.namespace}/{proc.name}", calls))
+            logger.warning("killed %s/%s holding %d call(s)", proc.namespace, proc.name, calls)
+
+    def _forget(self, proc: Process) -> None:
+        with self._lock:
+            self.running.pop(proc.uid, None)
+        self._free.append(proc.ip)
+        shutil.rmtree(proc.annotations_file.parent, ignore_errors=True)
+
+    def _confirm_deletion(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": meta["uid"]},
+        }
+        with contextlib.suppress(RestError):
+            self.rest.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body)
+
+
+def _http(url: str, timeout: float = 0.5) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+    except OSError:
+        return 0, ""
+
+
+def _active_calls(ip: str, last: int) -> int:
+    code, text = _http(f"http://{ip}:{METRICS_PORT}/metrics")
+    for line in text.splitlines() if code == 200 else []:
+        if line.startswith("voice_active_calls "):
+            return int(float(line.split()[1]))
+    return last
