@@ -12,6 +12,9 @@ from voiceop.inputs.loading import Loaded, load_inventory
 from voiceop.inputs.yamlio import read_manifests
 from voiceop.render import render_all
 
+# The cluster tier's fixtures (a real control plane), started only by the tests that use them.
+pytest_plugins = ["clusterlib"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 KUBERNETES_VERSIONS = ("1.30", "1.34")

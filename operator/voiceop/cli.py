@@ -156,6 +156,12 @@ def cmd_media_sim(args: argparse.Namespace) -> int:
     return media_main(args.host, args.port, int(slots or 10), Path(annotations) if annotations else None)
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from voiceop.sandbox.cluster.session import main as cluster_main
+
+    return cluster_main(Path(args.kubeconfig), args.nodes, args.annotation_lag)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from voiceop.sandbox.demo import main as demo_main
 
@@ -230,6 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="billing's scaleDownDelaySeconds in the demo (the example says 300)",
     )
     demo.set_defaults(run=cmd_demo)
+
+    cluster = commands.add_parser(
+        "cluster",
+        help="a real Kubernetes control plane on 127.0.0.1 with sandbox nodes (build: controlplane/build.sh)",
+    )
+    cluster.add_argument(
+        "--kubeconfig", required=True, metavar="FILE", help="where to write the admin kubeconfig"
+    )
+    cluster.add_argument("--nodes", type=int, default=0, help="nodes to add beside one per Region zone")
+    cluster.add_argument(
+        "--annotation-lag",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds before the kubelet's downward-API file shows an annotation change",
+    )
+    cluster.set_defaults(run=cmd_cluster)
 
     run = commands.add_parser("run", help="run the operator against the cluster in kubeconfig or in-cluster")
     run.add_argument(

@@ -102,6 +102,14 @@ class ControlPlane:
         return f"http://127.0.0.1:{self.etcd_port}"
 
     def start(self, timeout: float = 90.0) -> ControlPlane:
+        """Start every part; a part that fails stops those already started."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> ControlPlane:
         binary = self.binary or find_binary()
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="voiceop-cluster-"))
