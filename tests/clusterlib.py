@@ -144,12 +144,24 @@ class OperatorProcess:
     process: subprocess.Popen[bytes]
     log: Path
     metrics_port: int
+    # Log bytes checked for RBAC refusals: all, or up to a point (kube-apiserver restarted
+    # after it, and its authorizer answers 403 until its RBAC cache has synced again).
+    rbac_checked_until: int | None = None
+
+    def stop_checking_rbac(self) -> None:
+        self.rbac_checked_until = self.log.stat().st_size
 
     def metrics(self) -> str:
+        """The operator's /metrics; empty while it is still starting."""
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            return str(response.read().decode())
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+            ) as response:
+                return str(response.read().decode())
+        except OSError:
+            return ""
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -175,8 +187,9 @@ def operator_process(sandbox: Sandbox, tmp_path: Path, *extra: str) -> Iterator[
     ]
     with open(log, "wb") as stream:
         process = subprocess.Popen(command, env=env, stdout=stream, stderr=subprocess.STDOUT)
+    operator = OperatorProcess(process, log, port)
     try:
-        yield OperatorProcess(process, log, port)
+        yield operator
     finally:
         process.terminate()
         try:
@@ -184,7 +197,8 @@ def operator_process(sandbox: Sandbox, tmp_path: Path, *extra: str) -> Iterator[
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-    forbidden = [line for line in log.read_text(errors="replace").splitlines() if "forbidden" in line.lower()]
+    text = log.read_bytes()[: operator.rbac_checked_until].decode(errors="replace")
+    forbidden = [line for line in text.splitlines() if "forbidden" in line.lower()]
     assert not forbidden, "the operator met RBAC refusals:\n" + "\n".join(forbidden[:10])
 
 

@@ -10,10 +10,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from voiceop.sandbox.apiserver.store import Store
 from voiceop.sandbox.pods import METRICS_PORT, PodSimulator
 from voiceop.status import condition_status
+
+
+class PodAddresses(Protocol):
+    def address(self, namespace: str, name: str) -> str | None: ...
 
 
 @dataclass
@@ -22,14 +27,16 @@ class CallLoad:
     `duration()` seconds. Arrivals are drawn at `peak` and kept with probability rate/peak
     (thinning), so a rate that starts at zero still rises on time."""
 
-    store: Store
-    pods: PodSimulator
+    store: Store | None  # the loopback server's; None when `ready_pods` is given
+    pods: PodSimulator | PodAddresses
     namespace: str
     selector: str  # label selector of the media pods, e.g. voiceop.dev/agent=billing
     rate: Callable[[float], float]
     duration: Callable[[], float]
     peak: float
     seed: int = 7
+    # The names of the Ready media pods, read from a real API server (the cluster tier).
+    ready_pods: Callable[[], list[str]] | None = None
     placed: int = 0
     rejected: int = 0
     _live: dict[str, list[float]] = field(default_factory=dict)  # pod -> end times of its calls
@@ -51,6 +58,9 @@ class CallLoad:
         return sum(1 for ends in self._live.values() for end in ends if end > now)
 
     def _ready_pods(self) -> list[str]:
+        if self.ready_pods is not None:
+            return self.ready_pods()
+        assert self.store is not None
         rtype = self.store.resource_type("", "v1", "pods")
         items, _ = self.store.list(rtype, self.namespace, self.selector)
         return [

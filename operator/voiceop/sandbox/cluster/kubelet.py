@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import http.client
 import json
 import logging
 import shutil
@@ -94,8 +95,12 @@ class SandboxKubelet:
     nodes_from_regions: bool = True
     annotation_lag_seconds: float = 2.0
     tick_seconds: float = 0.3
+    # Shorter than every call in a test: a removed busy pod then WOULD cut its calls.
+    grace_cap_seconds: float | None = None
     cut_calls: int = 0
     killed_with_calls: list[tuple[str, int]] = field(default_factory=list)
+    # Every pod whose deletion this kubelet carried out: (namespace/name, annotations, calls then).
+    terminated: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
     nodes: dict[str, NodeSpec] = field(default_factory=dict)
     running: dict[str, Process] = field(default_factory=dict)  # pod uid -> process
 
@@ -270,7 +275,7 @@ class SandboxKubelet:
                 self._confirm_deletion(pod)
             elif not proc.terminating:
                 proc.terminating = True
-                threading.Thread(target=self._terminate, args=(proc, pod), daemon=True).start()
+                threading.Thread(target=self._terminate_safely, args=(proc, pod), daemon=True).start()
             return
         if proc is None:
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
@@ -375,6 +380,15 @@ class SandboxKubelet:
         except RestError as error:
             logger.info("status of %s/%s: %s", proc.namespace, proc.name, error)
 
+    def _terminate_safely(self, proc: Process, pod: dict[str, Any]) -> None:
+        try:
+            self._terminate(proc, pod)
+        except Exception:
+            logger.exception("terminating %s/%s failed; killing it", proc.namespace, proc.name)
+            self._kill(proc)
+            self._forget(proc)
+            self._confirm_deletion(pod)
+
     def _terminate(self, proc: Process, pod: dict[str, Any]) -> None:
         """preStop, SIGTERM, SIGKILL at the end of the grace period; then confirm the deletion."""
         grace = float(
@@ -382,11 +396,20 @@ class SandboxKubelet:
             or pod["spec"].get("terminationGracePeriodSeconds")
             or 30
         )
+        if self.grace_cap_seconds is not None:
+            grace = min(grace, self.grace_cap_seconds)
         deadline = time.monotonic() + grace
+        proc.calls = _active_calls(proc.ip, proc.calls)
+        self.terminated.append(
+            (f"{proc.namespace}/{proc.name}", dict(pod["metadata"].get("annotations") or {}), proc.calls)
+        )
         for container in pod["spec"]["containers"]:
             hook = ((container.get("lifecycle") or {}).get("preStop") or {}).get("httpGet")
             if hook:
                 port = hook.get("port", METRICS_PORT)
+                if isinstance(port, str) and not port.isdigit():  # a named container port
+                    named = {p.get("name"): p["containerPort"] for p in container.get("ports") or []}
+                    port = named.get(port, METRICS_PORT)
                 _http(f"http://{proc.ip}:{port}{hook.get('path', '/')}", timeout=max(0.1, grace))
         if proc.process.poll() is None:
             proc.process.terminate()
@@ -432,7 +455,7 @@ def _http(url: str, timeout: float = 0.5) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, ""
-    except OSError:
+    except (OSError, ValueError, http.client.HTTPException):
         return 0, ""
 
 
