@@ -142,7 +142,7 @@ def test_a_restarted_operator_writes_nothing(
         ]
         assert not [e for e in ours if e["metadata"]["creationTimestamp"] >= restarted], ours
         assert operator_writes(second) == 0, [
-            l for l in second.metrics().splitlines() if "api_requests_total{" in l
+            m for m in second.metrics().splitlines() if "api_requests_total{" in m
         ]
         assert {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)} == {}
         # A relist after kube-apiserver restarts (every watch dropped): still no write.
