@@ -104,7 +104,23 @@ def test_first_sight_holds_the_pods_running_now() -> None:
     memory = ScalerMemory()
     first = decide(serving(0, 0, 0, 0), 0.0, CONFIG, memory)
     assert first.replicas == 4 and first.remove == ()
-    assert decide(serving(0, 0, 0, 0), 301.0, CONFIG, memory).replicas == 1
+    drained = decide(serving(0, 0, 0, 0), 301.0, CONFIG, memory)
+    assert drained.drain == ("pod-0", "pod-1", "pod-2") and drained.remove == ()
+    views = [PodView("pod-3", "serving", 0)] + [
+        PodView(n, "draining", 0, draining_since=301.0) for n in drained.drain
+    ]
+    assert decide(views, 305.0, CONFIG, memory).replicas == 1
+
+
+def test_a_pod_drained_in_this_decision_is_not_removed_in_the_same_one() -> None:
+    """Until its readiness has reached the edge a just-drained pod can still be sent a call:
+    removing it on the reading that drained it could cut that call."""
+    config = ScalingConfig(calls_per_pod=10, scale_down_delay_seconds=0)
+    decision = decide(serving(0, 0), 100.0, config, ScalerMemory())
+    assert decision.drain and decision.remove == ()
+    just = [PodView("pod-0", "serving", 0), PodView("pod-1", "draining", 0, draining_since=99.0)]
+    assert decide(just, 100.0, config, ScalerMemory()).remove == ()
+    assert decide(just, 104.0, config, ScalerMemory()).remove == ("pod-1",)
 
 
 def test_a_pod_whose_metrics_did_not_answer_is_not_taken_for_empty() -> None:

@@ -220,7 +220,19 @@ def decide(
     ]
     running = desired + len(draining) - len(overdue)
     spare = max(0, running - keep)
-    empty = [p.name for p in draining if p.calls == 0 and p.fresh and p.name not in overdue]
+    # Empty, and out of the serving set for two ticks: a pod drained in this very decision is
+    # still routable until its readiness reaches the edge, so a call may land between the
+    # reading and the removal (seen on the real control plane).
+    settled_drain = 2 * config.tick_seconds
+    empty = [
+        p.name
+        for p in draining
+        if p.calls == 0
+        and p.fresh
+        and p.name not in overdue
+        and p.draining_since is not None
+        and now - p.draining_since >= settled_drain
+    ]
     remove = overdue + empty[:spare]
     replicas = desired + len(draining) - len(remove)
     return Decision(desired, replicas, tuple(drain), tuple(undrain), tuple(remove), limited_by, wanted)
