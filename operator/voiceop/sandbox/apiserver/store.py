@@ -27,6 +27,7 @@ from typing import Any
 # The generic engine (structural defaults, OpenAPI schema, CEL) that any CRD's schema runs on.
 from voiceop.api.admission import Admission
 from voiceop.sandbox.apiserver.errors import ApiError, not_found
+from voiceop.sandbox.apiserver.faults import FaultsAndCounts
 from voiceop.sandbox.apiserver.patching import PatchError, json_patch, merge_patch, server_side_apply
 from voiceop.sandbox.apiserver.resources import BUILTIN_TYPES, ResourceType, types_from_crd
 from voiceop.sandbox.apiserver.scale import scale_view, set_path
@@ -40,7 +41,7 @@ CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 EVENT_LOG_SIZE = 20_000
 
 
-class Store:
+class Store(FaultsAndCounts):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._types: dict[tuple[str, str, str], ResourceType] = {}
@@ -85,49 +86,6 @@ class Store:
                 if rtype.api_version == api_version and rtype.kind == kind:
                     return rtype
         raise ApiError(404, "NotFound", f"no resource type for {api_version} {kind}")
-
-    # --- faults for tests -----------------------------------------------------------------
-
-    def fail_next(self, verb: str, *, code: int = 409, count: int = 1, plural: str | None = None) -> None:
-        """The next `count` requests with this HTTP verb (and plural) answer `code`."""
-        with self._lock:
-            self._faults.setdefault(verb.upper(), []).append((code, count, plural))
-
-    def take_fault(self, verb: str, plural: str) -> ApiError | None:
-        with self._lock:
-            queue = self._faults.get(verb.upper(), [])
-            for index, (code, count, only) in enumerate(queue):
-                if only is None or only == plural:
-                    if count <= 1:
-                        queue.pop(index)
-                    else:
-                        queue[index] = (code, count - 1, only)
-                    reason = {
-                        409: "Conflict",
-                        500: "InternalError",
-                        503: "ServiceUnavailable",
-                        429: "TooManyRequests",
-                    }
-                    return ApiError(code, reason.get(code, "Unknown"), f"injected {code} for {verb} {plural}")
-        return None
-
-    def drop_watches(self) -> int:
-        """Close every open watch stream, as an API server restart or a load balancer would."""
-        with self._lock:
-            watches = list(self._watches)
-            self._watches.clear()
-        for watch in watches:
-            watch.offer(None)
-        return len(watches)
-
-    def watch_count(self, plural: str | None = None) -> int:
-        with self._lock:
-            return sum(1 for w in self._watches if plural is None or w.rtype.plural == plural)
-
-    def count_request(self, verb: str, path: str = "") -> None:
-        with self._lock:
-            self.request_counts[verb] = self.request_counts.get(verb, 0) + 1
-            self.request_log.append((verb, path))
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -1,0 +1,60 @@
+"""Fault injection and request counting of the loopback API server, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from voiceop.sandbox.apiserver.errors import ApiError
+from voiceop.sandbox.apiserver.watch import Watch
+
+
+class FaultsAndCounts:
+    """Mixed into the Store: the state it reads is the Store's own."""
+
+    _lock: threading.RLock
+    _watches: set[Watch]
+    _faults: dict[str, list[tuple[int, int, str | None]]]
+    request_counts: dict[str, int]
+    request_log: deque[tuple[str, str]]
+
+    def fail_next(self, verb: str, *, code: int = 409, count: int = 1, plural: str | None = None) -> None:
+        """The next `count` requests with this HTTP verb (and plural) answer `code`."""
+        with self._lock:
+            self._faults.setdefault(verb.upper(), []).append((code, count, plural))
+
+    def take_fault(self, verb: str, plural: str) -> ApiError | None:
+        with self._lock:
+            queue = self._faults.get(verb.upper(), [])
+            for index, (code, count, only) in enumerate(queue):
+                if only is None or only == plural:
+                    if count <= 1:
+                        queue.pop(index)
+                    else:
+                        queue[index] = (code, count - 1, only)
+                    reason = {
+                        409: "Conflict",
+                        500: "InternalError",
+                        503: "ServiceUnavailable",
+                        429: "TooManyRequests",
+                    }
+                    return ApiError(code, reason.get(code, "Unknown"), f"injected {code} for {verb} {plural}")
+        return None
+
+    def drop_watches(self) -> int:
+        """Close every open watch stream, as an API server restart or a load balancer would."""
+        with self._lock:
+            watches = list(self._watches)
+            self._watches.clear()
+        for watch in watches:
+            watch.offer(None)
+        return len(watches)
+
+    def watch_count(self, plural: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for w in self._watches if plural is None or w.rtype.plural == plural)
+
+    def count_request(self, verb: str, path: str = "") -> None:
+        with self._lock:
+            self.request_counts[verb] = self.request_counts.get(verb, 0) + 1
+            self.request_log.append((verb, path))
