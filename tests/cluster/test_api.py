@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from clusterlib import ROOT, Sandbox
+from clusterlib import ROOT, Sandbox, wait_for
 from conftest import example_object
 from test_admission import CEL_CASES, LIBRARY_CASES, OTHER_CASES, PATTERN_CASES, set_field
 from voiceop.sandbox.cluster.controlplane import KUBERNETES_VERSION
@@ -135,6 +135,14 @@ def test_the_charts_render_passes_server_side_dry_run(sandbox: Sandbox, tmp_path
 
 
 def test_kubectl_explain_prints_the_field_descriptions(sandbox: Sandbox) -> None:
-    out = sandbox.kubectl("explain", "voiceagent.spec.scaling").stdout
+    # kube-apiserver publishes a new CRD's OpenAPI a few seconds after it is Established.
+    result = wait_for(
+        lambda: (
+            (r := sandbox.kubectl("explain", "voiceagent.spec.scaling", check=False)).returncode == 0 and r
+        ),
+        timeout=60,
+        what="the CRD's OpenAPI published",
+    )
+    out = result.stdout
     assert "targetUtilization" in out and "scaleDownDelaySeconds" in out
     assert "DESCRIPTION" in out.upper() and len(out.splitlines()) > 10
