@@ -19,7 +19,6 @@ Pods of other programs on its nodes are left Pending: this kubelet runs only med
 from __future__ import annotations
 
 import contextlib
-import datetime
 import http.client
 import json
 import logging
@@ -34,42 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voiceop.api.wire import MANAGED_BY, MANAGER, NODE_REGION_LABEL, NODE_ZONE_LABEL
+from voiceop.api.wire import MANAGED_BY, MANAGER
+from voiceop.sandbox.cluster.nodes import NodeSpec, nodes_for_region, now_iso, register_node, renew_lease
 from voiceop.sandbox.cluster.rest import Rest, RestError
 from voiceop.sandbox.mediasim import media_sim_command
 from voiceop.sandbox.pods import METRICS_PORT, write_downward_annotations
 
 logger = logging.getLogger("voiceop.sandbox.kubelet")
-LEASE_SECONDS = 40
-CAPACITY = {"cpu": "32", "memory": "128Gi", "pods": "250", "ephemeral-storage": "100Gi"}
-
-
-def now_micro() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    name: str
-    labels: dict[str, str]
-
-
-def nodes_for_region(region: dict[str, Any]) -> list[NodeSpec]:
-    """One node per zone of a Region (one if it names none), with its node selector's labels."""
-    name = region["metadata"]["name"]
-    spec = region.get("spec") or {}
-    selector = dict(spec.get("nodeSelector") or {NODE_REGION_LABEL: name})
-    zones = spec.get("zones") or [f"{name}-a"]
-    return [
-        NodeSpec(
-            f"node-{name}-{zone}"[:63], {**selector, NODE_ZONE_LABEL: zone, "kubernetes.io/hostname": zone}
-        )
-        for zone in zones
-    ]
 
 
 @dataclass
@@ -202,67 +172,14 @@ class SandboxKubelet:
                     self._register(spec)
 
     def _register(self, spec: NodeSpec) -> None:
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": spec.name, "labels": {**spec.labels, "kubernetes.io/os": "linux"}},
-            "spec": {},
-        }
-        with contextlib.suppress(RestError):
-            self.rest.create("/api/v1/nodes", node)
+        register_node(self.rest, spec)
         self.nodes[spec.name] = spec
-        self._node_status(spec.name)
-        self._renew_lease(spec.name)
-
-    def _node_status(self, name: str) -> None:
-        now = now_iso()
-        status = {
-            "capacity": CAPACITY,
-            "allocatable": CAPACITY,
-            "addresses": [
-                {"type": "InternalIP", "address": "127.0.0.1"},
-                {"type": "Hostname", "address": name},
-            ],
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "KubeletReady",
-                    "message": "sandbox kubelet is posting ready status",
-                    "lastHeartbeatTime": now,
-                    "lastTransitionTime": now,
-                }
-            ],
-            "nodeInfo": {
-                "kubeletVersion": "v0.0.0-voiceop-sandbox",
-                "kubeProxyVersion": "",
-                "containerRuntimeVersion": "voiceop-sandbox://media-sim",
-                "operatingSystem": "linux",
-                "architecture": "amd64",
-                "osImage": "voiceop sandbox",
-                "kernelVersion": "",
-                "machineID": "",
-                "systemUUID": "",
-                "bootID": "",
-            },
-        }
-        self.rest.patch(f"/api/v1/nodes/{name}/status", {"status": status}, kind="strategic")
-
-    def _renew_lease(self, node: str) -> None:
-        path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": node, "namespace": "kube-node-lease"},
-            "spec": {"holderIdentity": node, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now_micro()},
-        }
-        self.rest.apply(path, body, manager="voiceop-sandbox-kubelet")
 
     def _heartbeat(self) -> None:
         self._last_lease = time.monotonic()
         for name in self.nodes:
             with contextlib.suppress(RestError):
-                self._renew_lease(name)
+                renew_lease(self.rest, name)
 
     # --- pods -----------------------------------------------------------------------------
 
