@@ -83,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         health_port=args.health_port,
         verbose=args.verbose,
+        relist_seconds=args.relist_seconds,
     )
 
 
@@ -261,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--standalone", action="store_true", help="no peering: act even if another replica runs")
     run.add_argument("--priority", type=int, default=0, help="peering priority; the highest replica acts")
     run.add_argument("--peering", default="voiceop", help="name of the KopfPeering object (default voiceop)")
+    run.add_argument(
+        "--relist-seconds",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="list everything again this often and drop objects deleted unseen (after a 410)",
+    )
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)")
     run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port (0: off)")
     run.add_argument("-v", "--verbose", action="store_true")

@@ -4,8 +4,12 @@ call-safe builtin autoscaling with media-sim pods run by the sandbox kubelet."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,6 +155,56 @@ def test_a_restarted_operator_writes_nothing(
         time.sleep(10)
         assert operator_writes(second) == 0, second.output()[-2000:]
         assert settled(sandbox)
+
+
+def compact_etcd(sandbox: Sandbox) -> int:
+    """Compact etcd's history to now (through its HTTP gateway): older resourceVersions are 410."""
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            sandbox.plane.etcd_url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(json.loads(response.read()))
+
+    revision = int(post("/v3/kv/range", {"key": "AA=="})["header"]["revision"])
+    post("/v3/kv/compaction", {"revision": revision, "physical": True})
+    return revision
+
+
+def routed_endpoints(sandbox: Sandbox) -> list[str]:
+    routes = sandbox.get("v1", "ConfigMap", NS, "voiceop-routes") or {"data": {"routes.json": "{}"}}
+    return [e["endpoint"] for e in json.loads(routes["data"]["routes.json"]).get("endpoints", [])]
+
+
+def test_after_a_410_relist_the_cache_keeps_no_ghost(
+    sandbox: Sandbox, converged: OperatorProcess, tmp_path: Path
+) -> None:
+    """The operator misses a deletion (stopped), etcd is compacted and kube-apiserver restarted,
+    so its watches resume into 410 Gone: the deleted endpoint must leave the routes table."""
+    converged.process.terminate()
+    converged.process.wait(15)
+    with operator_process(sandbox, tmp_path, "--relist-seconds", "5") as operator:
+        wait_for(lambda: "support-web" in routed_endpoints(sandbox), timeout=60, what="support-web routed")
+        time.sleep(2)  # its watches are established
+        operator.stop_checking_rbac()  # kube-apiserver restarts below
+        os.kill(operator.process.pid, signal.SIGSTOP)
+        try:
+            # Watches dropped first, so the deletion reaches no open stream (none buffered in a
+            # socket of the stopped process); then history is compacted past its resourceVersions.
+            sandbox.plane.restart_apiserver()
+            endpoint = sandbox.get("voiceop.dev/v1alpha1", "VoiceEndpoint", NS, "support-web")
+            assert endpoint is not None
+            sandbox.delete(endpoint)
+            compact_etcd(sandbox)
+        finally:
+            os.kill(operator.process.pid, signal.SIGCONT)
+        wait_for(
+            lambda: "support-web" not in routed_endpoints(sandbox),
+            timeout=60,
+            what="the deleted endpoint gone from the routes table (no ghost in the cache)",
+        )
+        assert "billing-lines" in routed_endpoints(sandbox)
 
 
 def test_deleting_an_agent_lets_the_garbage_collector_remove_its_children(

@@ -78,6 +78,16 @@ class ClusterCache:
         table = self.objects if kind in VOICEOP_KINDS else self.children
         table[kind].pop(_key(raw), None)
 
+    def keys_of(self, kind: str) -> set[tuple[str, str]]:
+        table = self.objects if kind in VOICEOP_KINDS else self.children
+        return set(table[kind])
+
+    def raw(self, kind: str, key: tuple[str, str]) -> Raw | None:
+        if kind in VOICEOP_KINDS:
+            seen = self.objects[kind].get(key)
+            return None if seen is None else seen.raw
+        return self.children[kind].get(key)
+
     # --- reading --------------------------------------------------------------------------
 
     def seen(self, kind: str, namespace: str, name: str) -> Seen | None:

@@ -25,7 +25,13 @@ logger = logging.getLogger("voiceop")
 
 
 class OperatorRuntime:
-    def __init__(self, connection: Connection | None = None, namespaces: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        connection: Connection | None = None,
+        namespaces: Sequence[str] = (),
+        relist_seconds: float = 300.0,
+    ) -> None:
+        self.relist_seconds = relist_seconds
         self.namespaces = tuple(namespaces)  # empty: all
         # Given (tests, demo): used as it is. Otherwise found at login.
         self.connection = connection
@@ -59,7 +65,57 @@ class OperatorRuntime:
             self.reconciler.observe(raw, deleted)
         self._backlog.clear()
         self.reconciler.enqueue(*self.reconciler.every_key())
-        await asyncio.gather(self.reconciler.run(), self.prober.run(), self.scaler.run())
+        await asyncio.gather(
+            self.reconciler.run(), self.prober.run(), self.scaler.run(), self._relist_periodically()
+        )
+
+    async def _relist_periodically(self) -> None:
+        """List everything again on a clock, as informers relist, and drop what is gone.
+
+        kopf's watches resume from a resourceVersion; after a 410 Gone (etcd compacted, an API
+        server restarted) kopf lists again but reports nothing for objects deleted meanwhile,
+        which would stay in the cache as ghosts (pods the scaler counts, endpoints still routed).
+        """
+        while True:
+            await asyncio.sleep(self.relist_seconds)
+            assert self.client is not None and self.reconciler is not None
+            # What the cache held before listing: only those can be ghosts (an object created
+            # while the list ran is in the cache from its watch event, not in the list).
+            before = {
+                kind: {key: _version(self.cache.raw(kind, key)) for key in self.cache.keys_of(kind)}
+                for kind in (*VOICEOP_KINDS, *WATCHED_CHILD_KINDS)
+            }
+            try:
+                listed = await self._list_all(self.client)
+            except ApiError as error:
+                logger.warning("relist failed: %s; next in %.0f s", error, self.relist_seconds)
+                continue
+            for kind_name, items in listed.items():
+                present = {((i["metadata"].get("namespace") or ""), i["metadata"]["name"]) for i in items}
+                for key in self.cache.keys_of(kind_name) - present:
+                    ghost = self.cache.raw(kind_name, key)
+                    if ghost is not None and before[kind_name].get(key) == _version(ghost):
+                        logger.info("relist: %s %s/%s is gone", kind_name, *key)
+                        self.reconciler.observe(ghost, deleted=True)
+
+    async def _list_all(self, client: KubeClient) -> dict[str, list[dict[str, Any]]]:
+        scopes: Sequence[str | None] = self.namespaces or (None,)
+        listed: dict[str, list[dict[str, Any]]] = {}
+        for kind_name in (*VOICEOP_KINDS, *WATCHED_CHILD_KINDS):
+            kind = KINDS[kind_name]
+            selector = None if kind_name in VOICEOP_KINDS else CHILD_SELECTOR
+            items: list[dict[str, Any]] = []
+            try:
+                for namespace in scopes if kind.namespaced else (None,):
+                    items += await client.list(kind, namespace, selector)
+            except ApiError as error:
+                if error.code == 404 and kind.optional:
+                    continue  # KEDA not installed: no ScaledObjects
+                raise
+            for item in items:
+                item.setdefault("kind", kind_name)
+            listed[kind_name] = items
+        return listed
 
     async def _initial_sync(self, client: KubeClient) -> None:
         """List everything once before reconciling anything, as informers sync their caches.
@@ -67,20 +123,9 @@ class OperatorRuntime:
         kopf delivers its initial listings kind by kind; reconciling an agent before its
         Deployments are known would re-apply them all on every restart.
         """
-        scopes: Sequence[str | None] = self.namespaces or (None,)
-        for kind_name in (*VOICEOP_KINDS, *WATCHED_CHILD_KINDS):
-            kind = KINDS[kind_name]
-            selector = None if kind_name in VOICEOP_KINDS else CHILD_SELECTOR
-            for namespace in scopes if kind.namespaced else (None,):
-                try:
-                    items = await client.list(kind, namespace, selector)
-                except ApiError as error:
-                    if error.code == 404 and kind.optional:  # KEDA not installed: no ScaledObjects
-                        continue
-                    raise
-                for item in items:
-                    item.setdefault("kind", kind_name)
-                    self.cache.upsert_if_absent(item)
+        for items in (await self._list_all(client)).values():
+            for item in items:
+                self.cache.upsert_if_absent(item)
 
     async def _write_backend_status(self, seen: Any, status: dict[str, Any]) -> bool:
         assert self.reconciler is not None
@@ -111,3 +156,7 @@ class OperatorRuntime:
 
     def queue_depth(self) -> int:
         return 0 if self.reconciler is None else self.reconciler.queue.depth
+
+
+def _version(raw: dict[str, Any] | None) -> str | None:
+    return None if raw is None else (raw.get("metadata") or {}).get("resourceVersion")

@@ -24,9 +24,10 @@ def run_operator(
     runtime: OperatorRuntime | None = None,
     stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
+    relist_seconds: float = 300.0,
 ) -> None:
     """Run until stopped: all namespaces, or only `namespaces`; with peering unless standalone."""
-    runtime = runtime or OperatorRuntime(namespaces=namespaces)
+    runtime = runtime or OperatorRuntime(namespaces=namespaces, relist_seconds=relist_seconds)
     registry = build_registry(runtime)
     asyncio.run(
         kopf.operator(
@@ -51,6 +52,7 @@ def main(
     metrics_port: int,
     health_port: int,
     verbose: bool,
+    relist_seconds: float = 300.0,
 ) -> int:
     kopf.configure(verbose=verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -63,5 +65,6 @@ def main(
         priority=priority,
         peering=peering,
         liveness_endpoint=liveness,
+        relist_seconds=relist_seconds,
     )
     return 0
