@@ -12,6 +12,7 @@ up at SIGKILL are counted as dropped.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import secrets
@@ -47,14 +48,24 @@ class RunningPod:
     last_calls: int = 0
 
 
-def _get(url: str, timeout: float = 0.5) -> tuple[int, str]:
+def http_get(url: str, timeout: float = 0.5) -> tuple[int, str]:
+    """Status and body of a GET to a media pod; (0, "") when it does not answer or the URL is bad."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, ""
-    except OSError:
+    except (OSError, ValueError, http.client.HTTPException):
         return 0, ""
+
+
+def active_calls(ip: str, last: int) -> int:
+    """`voice_active_calls` of the media pod at `ip`, or `last` when it does not answer."""
+    code, text = http_get(f"http://{ip}:{METRICS_PORT}/metrics")
+    for line in text.splitlines() if code == 200 else []:
+        if line.startswith("voice_active_calls "):
+            return int(float(line.split()[1]))
+    return last
 
 
 def write_downward_annotations(path: Path, annotations: dict[str, str]) -> None:
@@ -254,7 +265,7 @@ class PodSimulator:
                 self._gone(running)
             return
         write_downward_annotations(running.annotations_file, pod["metadata"].get("annotations") or {})
-        healthy = _get(f"http://{running.ip}:{METRICS_PORT}/readyz")[0] == 200
+        healthy = http_get(f"http://{running.ip}:{METRICS_PORT}/readyz")[0] == 200
         gates = [g["conditionType"] for g in pod["spec"].get("readinessGates") or []]
         gated = all(condition_status(pod, gate) == "True" for gate in gates)
         conditions = {c["type"]: dict(c) for c in (pod.get("status") or {}).get("conditions") or []}
@@ -271,11 +282,7 @@ class PodSimulator:
             self._write_status(namespace, name, status, pod["metadata"]["resourceVersion"])
 
     def _active_calls(self, running: RunningPod) -> int:
-        code, text = _get(f"http://{running.ip}:{METRICS_PORT}/metrics")
-        for line in text.splitlines() if code == 200 else []:
-            if line.startswith("voice_active_calls "):
-                return int(float(line.split()[1]))
-        return running.last_calls
+        return active_calls(running.ip, running.last_calls)
 
     def _gone(self, running: RunningPod) -> None:
         with self._lock:

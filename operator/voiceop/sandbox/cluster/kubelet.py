@@ -19,7 +19,6 @@ Pods of other programs on its nodes are left Pending: this kubelet runs only med
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import logging
 import shutil
@@ -27,17 +26,16 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from voiceop.api.wire import MANAGED_BY, MANAGER
-from voiceop.sandbox.cluster.nodes import NodeSpec, nodes_for_region, now_iso, register_node, renew_lease
+from voiceop.sandbox.cluster.nodes import NodeSpec, nodes_for_region, register_node, renew_lease
 from voiceop.sandbox.cluster.rest import Rest, RestError
 from voiceop.sandbox.mediasim import media_sim_command
-from voiceop.sandbox.pods import METRICS_PORT, write_downward_annotations
+from voiceop.sandbox.pods import METRICS_PORT, active_calls, http_get, write_downward_annotations
+from voiceop.status import now_iso
 
 logger = logging.getLogger("voiceop.sandbox.kubelet")
 
@@ -246,7 +244,7 @@ class SandboxKubelet:
             write_downward_annotations(proc.annotations_file, proc.pending_annotations)
 
     def _sync_status(self, proc: Process, pod: dict[str, Any]) -> None:
-        ready_process = _http(f"http://{proc.ip}:{METRICS_PORT}/readyz")[0] == 200
+        ready_process = http_get(f"http://{proc.ip}:{METRICS_PORT}/readyz")[0] == 200
         conditions = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
         gates = [g["conditionType"] for g in pod["spec"].get("readinessGates") or []]
         gated = all((conditions.get(g) or {}).get("status") == "True" for g in gates)
@@ -316,7 +314,7 @@ class SandboxKubelet:
         if self.grace_cap_seconds is not None:
             grace = min(grace, self.grace_cap_seconds)
         deadline = time.monotonic() + grace
-        proc.calls = _active_calls(proc.ip, proc.calls)
+        proc.calls = active_calls(proc.ip, proc.calls)
         self.terminated.append(
             (f"{proc.namespace}/{proc.name}", dict(pod["metadata"].get("annotations") or {}), proc.calls)
         )
@@ -327,11 +325,11 @@ class SandboxKubelet:
                 if isinstance(port, str) and not port.isdigit():  # a named container port
                     named = {p.get("name"): p["containerPort"] for p in container.get("ports") or []}
                     port = named.get(port, METRICS_PORT)
-                _http(f"http://{proc.ip}:{port}{hook.get('path', '/')}", timeout=max(0.1, grace))
+                http_get(f"http://{proc.ip}:{port}{hook.get('path', '/')}", timeout=max(0.1, grace))
         if proc.process.poll() is None:
             proc.process.terminate()
         while proc.process.poll() is None and time.monotonic() < deadline:
-            proc.calls = _active_calls(proc.ip, proc.calls)
+            proc.calls = active_calls(proc.ip, proc.calls)
             time.sleep(0.2)
         if proc.process.poll() is None:
             self._kill(proc)
@@ -339,7 +337,7 @@ class SandboxKubelet:
         self._confirm_deletion(pod)
 
     def _kill(self, proc: Process) -> None:
-        calls = _active_calls(proc.ip, proc.calls)
+        calls = active_calls(proc.ip, proc.calls)
         proc.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.process.wait(5)
@@ -364,21 +362,3 @@ class SandboxKubelet:
         }
         with contextlib.suppress(RestError):
             self.rest.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body)
-
-
-def _http(url: str, timeout: float = 0.5) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, ""
-    except (OSError, ValueError, http.client.HTTPException):
-        return 0, ""
-
-
-def _active_calls(ip: str, last: int) -> int:
-    code, text = _http(f"http://{ip}:{METRICS_PORT}/metrics")
-    for line in text.splitlines() if code == 200 else []:
-        if line.startswith("voice_active_calls "):
-            return int(float(line.split()[1]))
-    return last

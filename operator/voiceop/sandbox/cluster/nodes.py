@@ -9,6 +9,7 @@ from typing import Any
 
 from voiceop.api.wire import NODE_REGION_LABEL, NODE_ZONE_LABEL
 from voiceop.sandbox.cluster.rest import Rest, RestError
+from voiceop.status import now_iso
 
 LEASE_SECONDS = 40
 CAPACITY = {"cpu": "32", "memory": "128Gi", "pods": "250", "ephemeral-storage": "100Gi"}
@@ -36,10 +37,6 @@ def nodes_for_region(region: dict[str, Any]) -> list[NodeSpec]:
         )
         for zone in zones
     ]
-
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def register_node(rest: Rest, spec: NodeSpec) -> None:
