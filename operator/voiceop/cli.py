@@ -13,6 +13,7 @@ from typing import Any
 from voiceop import __version__
 
 EXIT_INVALID_INPUT = 2
+DEFAULT_LISTEN = ["udp:0.0.0.0:5060"]
 
 
 def crd_file_name(crd: dict[str, Any]) -> str:
@@ -70,6 +71,32 @@ def cmd_render(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(dump_all(objects))
     return 0
+
+
+def cmd_edge_render(args: argparse.Namespace) -> int:
+    from voiceop.edge.config import EdgeSettings
+    from voiceop.edge.offline import render_edge
+
+    output = Path(args.output)
+    settings = EdgeSettings(config_dir=str(args.config_dir or output.resolve()), listens=tuple(args.listen or DEFAULT_LISTEN))
+    rendered = render_edge(args.filename, settings)
+    if rendered.errors:
+        for line in rendered.errors:
+            print(f"error: {line}", file=sys.stderr)
+        print(f"voiceop edge render: {len(rendered.errors)} error(s); nothing written", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    for name, text in rendered.files.items():
+        write_files((output / name).parent, {Path(name).name: text})
+    print(f"wrote {len(rendered.files)} files to {output} ({rendered.endpoints} endpoints)", file=sys.stderr)
+    return 0
+
+
+def cmd_edge_sync(args: argparse.Namespace) -> int:
+    from voiceop.edge.config import EdgeSettings
+    from voiceop.edge.sync import main as sync_main
+
+    settings = EdgeSettings(config_dir=str(Path(args.config_dir).resolve()), listens=tuple(args.listen or DEFAULT_LISTEN))
+    return sync_main(settings, args.namespace or [], args.endpoints_from, args.kamcmd, args.once)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -154,7 +181,9 @@ def cmd_media_sim(args: argparse.Namespace) -> int:
     if slots is None and config and Path(config).exists():
         slots = json.loads(Path(config).read_text()).get("callsPerPod")
     annotations = args.pod_annotations or os.environ.get("VOICEOP_POD_ANNOTATIONS")
-    return media_main(args.host, args.port, int(slots or 10), Path(annotations) if annotations else None)
+    return media_main(
+        args.host, args.port, int(slots or 10), Path(annotations) if annotations else None, args.sip_port
+    )
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
@@ -217,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_pod.add_argument(
         "--calls-per-pod", type=int, help="call slots (default: callsPerPod of the runtime config, or 10)"
     )
+    sim_pod.add_argument("--sip-port", type=int, metavar="PORT", help="answer SIP (UDP) on this port too")
     sim_pod.add_argument(
         "--pod-annotations",
         metavar="FILE",
@@ -254,6 +284,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds before the kubelet's downward-API file shows an annotation change",
     )
     cluster.set_defaults(run=cmd_cluster)
+
+    edge = commands.add_parser("edge", help="the SIP edge (Kamailio): render its files, keep them in sync")
+    edge_commands = edge.add_subparsers(dest="edge_command", required=True, metavar="EDGE_COMMAND")
+    edge_render = edge_commands.add_parser("render", help="Kamailio's files from manifests, offline")
+    edge_render.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="manifests, plus EndpointSlices (or Pods) of the media Services (repeatable; - for stdin)",
+    )
+    edge_render.add_argument("-o", "--output", required=True, metavar="DIR", help="where to write the files")
+    edge_render.add_argument(
+        "--config-dir", metavar="DIR", help="where Kamailio will read them (default: the output folder)"
+    )
+    edge_render.add_argument(
+        "--listen",
+        action="append",
+        metavar="PROTO:ADDR:PORT",
+        help="Kamailio listen socket (repeatable; default udp:0.0.0.0:5060)",
+    )
+    edge_render.set_defaults(run=cmd_edge_render)
+    edge_sync = edge_commands.add_parser(
+        "sync", help="watch routes and media endpoints, rewrite the edge's tables, reload Kamailio"
+    )
+    edge_sync.add_argument("--config-dir", required=True, metavar="DIR", help="Kamailio's config folder")
+    edge_sync.add_argument(
+        "--listen", action="append", metavar="PROTO:ADDR:PORT", help="as for edge render (kamailio.cfg)"
+    )
+    edge_sync.add_argument(
+        "-n", "--namespace", action="append", metavar="NS", help="watch only NS (repeatable); default all"
+    )
+    edge_sync.add_argument(
+        "--endpoints-from",
+        choices=("endpointslices", "pods"),
+        default="endpointslices",
+        help="where Ready media pods are read (pods: where EndpointSlices cannot hold pod IPs)",
+    )
+    edge_sync.add_argument("--kamcmd", default="kamcmd", help="kamcmd program for reloads over the ctl socket")
+    edge_sync.add_argument("--once", action="store_true", help="write the files once and exit")
+    edge_sync.set_defaults(run=cmd_edge_sync)
 
     run = commands.add_parser("run", help="run the operator against the cluster in kubeconfig or in-cluster")
     run.add_argument(

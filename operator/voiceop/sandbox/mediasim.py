@@ -6,8 +6,10 @@ On its metrics port (9090) it serves
 - `GET /healthz`: 200 while the process works (liveness: a draining pod is alive);
 - `GET /readyz`: 200 while it takes calls, 503 while it drains (readiness);
 - `GET /drain`: stop taking calls and answer when the last call has ended (the preStop hook);
-and, standing in for SIP, `POST /calls?duration=S`: take a call for S seconds (200), or
-refuse it when every slot is taken or it drains (503). SIGTERM drains, then exits.
+and `POST /calls?duration=S`: take a call for S seconds (200), or refuse it when every slot
+is taken or it drains (503), for load that does not speak SIP. With `--sip-port` it answers
+SIP on the same address (mediasip.py): each dialog holds a slot until its BYE. SIGTERM
+drains (no new call, the calls in progress end as their callers hang up), then exits.
 
 It drains when the operator takes it out of the serving set: the operator flips the readiness
 gate and sets the annotation `voiceop.dev/draining-since`, which the kubelet writes into the
@@ -42,7 +44,7 @@ class MediaPod:
     base_latency_s: float = 0.45
     out_of_service: bool = False  # the operator drains it (annotation): reversible
     stopping: bool = False  # preStop or SIGTERM: for good
-    calls: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    calls: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     rng: random.Random = field(default_factory=lambda: random.Random(os.getpid()))
 
@@ -66,28 +68,47 @@ class MediaPod:
     def accepting(self) -> bool:
         return not (self.out_of_service or self.stopping)
 
-    def take(self, duration: float) -> int | None:
-        if not self.accepting or len(self.calls) >= self.slots:
-            return None
-        call_id = next(self._ids)
+    def refusal(self) -> tuple[int, str] | None:
+        """The SIP answer to a new call when it cannot be taken: draining 503, full 486."""
+        if not self.accepting:
+            return (503, "Service Unavailable")
+        if len(self.calls) >= self.slots:
+            return (486, "Busy Here")
+        return None
+
+    def open_dialog(self, call_id: str, duration: float | None = None, caller: str = "") -> bool:
+        """Take a slot for `call_id` until hang_up (or for `duration` seconds); False if none."""
+        if self.refusal() is not None or call_id in self.calls:
+            return False
         self.calls[call_id] = asyncio.get_running_loop().create_task(self._converse(call_id, duration))
         self.total.inc()
         self.active.set(len(self.calls))
         self.idle.clear()
-        return call_id
+        return True
+
+    def hang_up(self, call_id: str) -> None:
+        task = self.calls.get(call_id)
+        if task is not None:
+            task.cancel()
+
+    def take(self, duration: float) -> str | None:
+        call_id = f"http-{next(self._ids)}"
+        return call_id if self.open_dialog(call_id, duration) else None
 
     def turn_latency(self) -> float:
         utilization = len(self.calls) / self.slots
         return self.base_latency_s + 0.6 * utilization**4 + self.rng.uniform(-0.05, 0.05)
 
-    async def _converse(self, call_id: int, duration: float) -> None:
+    async def _converse(self, call_id: str, duration: float | None) -> None:
         try:
             elapsed = 0.0
-            while elapsed < duration:
-                turn = min(duration - elapsed, 2.0)
+            while duration is None or elapsed < duration:
+                turn = 2.0 if duration is None else min(duration - elapsed, 2.0)
                 await asyncio.sleep(turn)
                 elapsed += turn
                 self.latency.observe(max(0.05, self.turn_latency()))
+        except asyncio.CancelledError:
+            pass  # the caller hung up
         finally:
             self.calls.pop(call_id, None)
             self.active.set(len(self.calls))
@@ -142,10 +163,13 @@ def build_app(pod: MediaPod) -> web.Application:
     return app
 
 
-def media_sim_command(host: str, port: int, slots: int, annotations: Path | None = None) -> list[str]:
+def media_sim_command(
+    host: str, port: int, slots: int, annotations: Path | None = None, sip_port: int | None = None
+) -> list[str]:
     """The command line that starts a media-sim process (the sandbox's pods, tests)."""
     command = [sys.executable, "-m", "voiceop", "media-sim", "--host", host, "--port", str(port)]
     command += ["--calls-per-pod", str(slots)]
+    command += ["--sip-port", str(sip_port)] if sip_port else []
     return command + (["--pod-annotations", str(annotations)] if annotations else [])
 
 
@@ -168,24 +192,35 @@ async def follow_annotations(pod: MediaPod, path: Path, every: float = 1.0) -> N
         await asyncio.sleep(every)
 
 
-async def serve(host: str, port: int, slots: int, annotations: Path | None = None) -> None:
+async def serve(
+    host: str, port: int, slots: int, annotations: Path | None = None, sip_port: int | None = None
+) -> None:
     pod = MediaPod(slots=slots)
     runner = web.AppRunner(build_app(pod), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    sip = None
+    if sip_port:
+        from voiceop.sandbox.mediasip import SipFrontend
+
+        sip = SipFrontend(pod, host, sip_port)
+        await sip.start()
     follower = asyncio.create_task(follow_annotations(pod, annotations)) if annotations else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"media-sim listening on {host}:{port} with {slots} call slots", flush=True)
+    sip_note = f", SIP on udp:{host}:{sip_port}" if sip_port else ""
+    print(f"media-sim listening on {host}:{port}{sip_note} with {slots} call slots", flush=True)
     await stop.wait()
     if follower is not None:
         follower.cancel()
     await pod.drain()  # SIGTERM: finish every call, then go
+    if sip is not None:
+        await sip.stop()
     await runner.cleanup()
 
 
-def main(host: str, port: int, slots: int, annotations: Path | None = None) -> int:
-    asyncio.run(serve(host, port, slots, annotations))
+def main(host: str, port: int, slots: int, annotations: Path | None = None, sip_port: int | None = None) -> int:
+    asyncio.run(serve(host, port, slots, annotations, sip_port))
     return 0

@@ -1,0 +1,249 @@
+"""What Kamailio needs, from the routes table and the media pods that are Ready: pure.
+
+Inputs are the `voiceop-routes` table of each namespace (routes.json, as the operator
+writes it) and the media endpoints (from EndpointSlices or Pods, see `endpoints.py`).
+Outputs are files, by name relative to the edge's config directory:
+
+- `dispatcher.list`: one set per agent x region (a media Service), its entries the Ready
+  pods' SIP addresses. Pods are tried in fill order: by pod name, highest priority first,
+  so calls pack onto the first pods up to callsPerPod (a full pod answers 486 and the edge
+  moves on) and the last pods stay the emptiest, which is the builtin scaler's drain order
+  (fewest calls first). Least-connections would spread calls and leave no pod empty.
+- `tables/numbers`: called number (E.164, with and without '+') or `user@host` -> endpoint;
+- `tables/prefixes`: E.164 prefix -> caller country (callers.py);
+- `tables/routes`: `endpoint|country|start|i` -> the i-th dispatcher set to try, and
+  `endpoint|country|w|start` -> cumulative percentage for weighted routes.
+The config file itself (`kamailio.cfg`) depends only on the settings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import jinja2
+
+from voiceop.edge.callers import caller_prefixes
+
+DISPATCHER_LIST = "dispatcher.list"
+TABLES = "tables"
+ANY_COUNTRY = "*"
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("voiceop.edge", "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+# sip:media-a-eu.ns.svc:5060;transport=udp (render/routes.py's media_targets)
+_TARGET = re.compile(
+    r"^(?P<scheme>sips?):(?P<service>[a-z0-9-]+)\.(?P<namespace>[a-z0-9-]+)\.svc:(?P<port>\d+)"
+    r";transport=(?P<transport>udp|tcp)$"
+)
+
+
+class EdgeInputError(ValueError):
+    """A routes table the edge cannot use; the message names the object and field."""
+
+
+@dataclass(frozen=True, order=True)
+class MediaEndpoint:
+    """One pod behind a media Service, as the EndpointSlice controller would publish it."""
+
+    namespace: str
+    service: str
+    pod: str
+    address: str
+    ready: bool = True
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    config_dir: str
+    listens: tuple[str, ...] = ("udp:0.0.0.0:5060",)
+    children: int = 4
+    log_level: int = 2
+    response_timeout_ms: int = 2000
+    answer_timeout_ms: int = 30000
+    ping_interval_s: int = 10
+
+    @property
+    def control_socket(self) -> str:
+        return str(PurePosixPath(self.config_dir) / "kamailio-ctl.sock")
+
+
+@dataclass(frozen=True)
+class MediaSet:
+    set_id: int
+    namespace: str
+    service: str
+    scheme: str
+    port: int
+    transport: str
+
+
+@dataclass
+class EdgeTables:
+    """The edge's view: dispatcher sets and the three lookup tables, before serialising."""
+
+    sets: dict[tuple[str, str], MediaSet] = field(default_factory=dict)
+    members: dict[int, list[MediaEndpoint]] = field(default_factory=dict)
+    numbers: dict[str, str] = field(default_factory=dict)
+    routes: dict[str, int] = field(default_factory=dict)
+
+
+def parse_target(target: str, where: str) -> tuple[str, str, str, int, str]:
+    match = _TARGET.match(target)
+    if match is None:
+        raise EdgeInputError(f"{where}: target {target!r} is not a voiceop media Service URI")
+    return (
+        match["scheme"],
+        match["namespace"],
+        match["service"],
+        int(match["port"]),
+        match["transport"],
+    )
+
+
+def _routes_entries(namespace: str, table: Mapping[str, Any]) -> list[dict[str, Any]]:
+    entries = table.get("endpoints")
+    if not isinstance(entries, list):
+        raise EdgeInputError(f"ConfigMap {namespace}/voiceop-routes: data.routes.json: no endpoints list")
+    return entries
+
+
+def build_tables(
+    routes_by_namespace: Mapping[str, Mapping[str, Any]], endpoints: Iterable[MediaEndpoint]
+) -> EdgeTables:
+    """Sets numbered in a stable order (namespace, service), so a reload keeps their ids."""
+    tables = EdgeTables()
+    targets: dict[tuple[str, str], tuple[str, int, str]] = {}
+    for namespace in sorted(routes_by_namespace):
+        for i, entry in enumerate(_routes_entries(namespace, routes_by_namespace[namespace])):
+            for j, route in enumerate(entry.get("routes", [])):
+                for k, region in enumerate(route.get("regions", [])):
+                    where = (
+                        f"ConfigMap {namespace}/voiceop-routes: data.routes.json: "
+                        f"endpoints[{i}].routes[{j}].regions[{k}]"
+                    )
+                    scheme, ns, service, port, transport = parse_target(str(region.get("target")), where)
+                    targets[(ns, service)] = (scheme, port, transport)
+    for set_id, (key, (scheme, port, transport)) in enumerate(sorted(targets.items()), start=1):
+        tables.sets[key] = MediaSet(set_id, key[0], key[1], scheme, port, transport)
+        tables.members[set_id] = []
+    for endpoint in sorted(endpoints):
+        media_set = tables.sets.get((endpoint.namespace, endpoint.service))
+        if media_set is not None and endpoint.ready:
+            tables.members[media_set.set_id].append(endpoint)
+
+    for namespace in sorted(routes_by_namespace):
+        for entry in _routes_entries(namespace, routes_by_namespace[namespace]):
+            key = f"{namespace}/{entry['endpoint']}"
+            for number in entry.get("phoneNumbers", []):
+                tables.numbers[number] = key
+                tables.numbers[number.lstrip("+")] = key
+            for uri in entry.get("sipUris", []):
+                tables.numbers[uri.split(":", 1)[1] if ":" in uri else uri] = key
+            for route in entry.get("routes", []):
+                _add_route(tables, key, route)
+    return tables
+
+
+def _add_route(tables: EdgeTables, endpoint_key: str, route: Mapping[str, Any]) -> None:
+    country = route.get("match", {}).get("callerCountry", ANY_COUNTRY)
+    regions = route.get("regions", [])
+    set_ids = [tables.sets[parse_target(r["target"], endpoint_key)[1:3]].set_id for r in regions]
+    weights = [int(r.get("weight", 0)) for r in regions]
+    starts = [i for i, w in enumerate(weights) if w > 0] or [0]
+    cumulative = 0
+    for start, first in enumerate(starts):
+        cumulative += weights[first]
+        order = set_ids[first:] + set_ids[:first]
+        for i, set_id in enumerate(order):
+            tables.routes[f"{endpoint_key}|{country}|{start}|{i}"] = set_id
+        tables.routes[f"{endpoint_key}|{country}|w|{start}"] = cumulative if start < len(starts) - 1 else 100
+
+
+def _db_text(value: str) -> str:
+    """db_text escapes: ':' separates columns and '\\' escapes."""
+    return value.replace("\\", "\\\\").replace(":", "\\:").replace("\n", "\\n")
+
+
+def _htable(rows: Mapping[str, str | int]) -> str:
+    lines = ["key_name(str) key_type(int) value_type(int) key_value(str) expires(int)"]
+    for key in sorted(rows):
+        value = rows[key]
+        value_type = 1 if isinstance(value, int) else 0
+        lines.append(f"{_db_text(key)}:0:{value_type}:{_db_text(str(value))}:0")
+    return "\n".join(lines) + "\n"
+
+
+def dispatcher_list(tables: EdgeTables) -> str:
+    lines = ["# setid destination flags priority attrs  (voiceop: one set per agent x region)"]
+    for media_set in sorted(tables.sets.values(), key=lambda s: s.set_id):
+        members = tables.members[media_set.set_id]
+        lines.append(f"# set {media_set.set_id}: {media_set.namespace}/{media_set.service} ({len(members)} ready)")
+        for rank, endpoint in enumerate(members):
+            uri = f"{media_set.scheme}:{endpoint.address}:{media_set.port};transport={media_set.transport}"
+            priority = len(members) - rank  # fill order: the first pod by name has the highest
+            lines.append(f"{media_set.set_id} {uri} 0 {priority} duid={endpoint.pod}")
+    return "\n".join(lines) + "\n"
+
+
+def table_files(tables: EdgeTables) -> dict[str, str]:
+    """Every file that changes with routes or pods: these are what a sync rewrites."""
+    return {
+        DISPATCHER_LIST: dispatcher_list(tables),
+        f"{TABLES}/numbers": _htable(tables.numbers),
+        f"{TABLES}/prefixes": _htable(caller_prefixes()),
+        f"{TABLES}/routes": _htable(dict(tables.routes)),
+        f"{TABLES}/version": "table_name(str) table_version(int)\nnumbers:2\nprefixes:2\nroutes:2\n",
+    }
+
+
+def kamailio_cfg(settings: EdgeSettings) -> str:
+    directory = PurePosixPath(settings.config_dir)
+    return _ENV.get_template("kamailio.cfg.j2").render(
+        listens=settings.listens,
+        children=settings.children,
+        log_level=settings.log_level,
+        control_socket=settings.control_socket,
+        response_timeout_ms=settings.response_timeout_ms,
+        answer_timeout_ms=settings.answer_timeout_ms,
+        ping_interval_s=settings.ping_interval_s,
+        tables_dir=str(directory / TABLES),
+        dispatcher_list=str(directory / DISPATCHER_LIST),
+    )
+
+
+def edge_files(
+    settings: EdgeSettings,
+    routes_by_namespace: Mapping[str, Mapping[str, Any]],
+    endpoints: Sequence[MediaEndpoint],
+) -> dict[str, str]:
+    files = table_files(build_tables(routes_by_namespace, endpoints))
+    files["kamailio.cfg"] = kamailio_cfg(settings)
+    return files
+
+
+def routes_of_configmap(configmap: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(namespace, routes.json) of a `voiceop-routes` ConfigMap; EdgeInputError when unreadable."""
+    meta = configmap.get("metadata", {})
+    namespace = meta.get("namespace", "default")
+    text = (configmap.get("data") or {}).get("routes.json")
+    where = f"ConfigMap {namespace}/{meta.get('name')}: data.routes.json"
+    if not isinstance(text, str):
+        raise EdgeInputError(f"{where}: missing")
+    try:
+        table = json.loads(text)
+    except ValueError as error:
+        raise EdgeInputError(f"{where}: not JSON: {error}") from None
+    if not isinstance(table, dict):
+        raise EdgeInputError(f"{where}: not an object")
+    return namespace, table
