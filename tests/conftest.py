@@ -13,7 +13,7 @@ from voiceop.inputs.yamlio import read_manifests
 from voiceop.render import render_all
 
 # The cluster tier's fixtures (a real control plane), started only by the tests that use them.
-pytest_plugins = ["clusterlib"]
+pytest_plugins = ["clusterlib", "siplib"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

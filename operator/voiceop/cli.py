@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from voiceop import __version__
+from voiceop.inputs.files import write_files
 
 EXIT_INVALID_INPUT = 2
 DEFAULT_LISTEN = ["udp:0.0.0.0:5060"]
@@ -25,16 +24,6 @@ def object_file_name(obj: dict[str, Any]) -> str:
     metadata = obj["metadata"]
     namespace = metadata.get("namespace", "_cluster")
     return f"{namespace}.{obj['kind'].lower()}.{metadata['name']}.yaml"
-
-
-def write_files(directory: Path, files: dict[str, str]) -> None:
-    """Write each file whole (temporary file, then rename): a reader never sees half of one."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, directory / name)
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
@@ -78,15 +67,16 @@ def cmd_edge_render(args: argparse.Namespace) -> int:
     from voiceop.edge.offline import render_edge
 
     output = Path(args.output)
-    settings = EdgeSettings(config_dir=str(args.config_dir or output.resolve()), listens=tuple(args.listen or DEFAULT_LISTEN))
+    settings = EdgeSettings(
+        config_dir=str(args.config_dir or output.resolve()), listens=tuple(args.listen or DEFAULT_LISTEN)
+    )
     rendered = render_edge(args.filename, settings)
     if rendered.errors:
         for line in rendered.errors:
             print(f"error: {line}", file=sys.stderr)
         print(f"voiceop edge render: {len(rendered.errors)} error(s); nothing written", file=sys.stderr)
         return EXIT_INVALID_INPUT
-    for name, text in rendered.files.items():
-        write_files((output / name).parent, {Path(name).name: text})
+    write_files(output, rendered.files)
     print(f"wrote {len(rendered.files)} files to {output} ({rendered.endpoints} endpoints)", file=sys.stderr)
     return 0
 
@@ -95,7 +85,9 @@ def cmd_edge_sync(args: argparse.Namespace) -> int:
     from voiceop.edge.config import EdgeSettings
     from voiceop.edge.sync import main as sync_main
 
-    settings = EdgeSettings(config_dir=str(Path(args.config_dir).resolve()), listens=tuple(args.listen or DEFAULT_LISTEN))
+    settings = EdgeSettings(
+        config_dir=str(Path(args.config_dir).resolve()), listens=tuple(args.listen or DEFAULT_LISTEN)
+    )
     return sync_main(settings, args.namespace or [], args.endpoints_from, args.kamcmd, args.once)
 
 
@@ -323,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="endpointslices",
         help="where Ready media pods are read (pods: where EndpointSlices cannot hold pod IPs)",
     )
-    edge_sync.add_argument("--kamcmd", default="kamcmd", help="kamcmd program for reloads over the ctl socket")
+    edge_sync.add_argument(
+        "--kamcmd", default="kamcmd", help="kamcmd program for reloads over the ctl socket"
+    )
     edge_sync.add_argument("--once", action="store_true", help="write the files once and exit")
     edge_sync.set_defaults(run=cmd_edge_sync)
 

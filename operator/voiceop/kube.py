@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import datetime
 import json
 import logging
@@ -17,11 +18,13 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from voiceop import metrics
 from voiceop.api.kinds import KINDS, Kind
@@ -46,6 +49,67 @@ class Connection:
     private_key_path: str | None = None
     certificate_data: str | bytes | None = None
     private_key_data: str | bytes | None = None
+
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class LoginError(RuntimeError):
+    """No usable credentials: the message says where voiceop looked."""
+
+
+def connection_from_environment() -> Connection:
+    """Credentials as kubectl finds them: $KUBECONFIG (or ~/.kube/config), else in-cluster.
+
+    For programs that do not run under kopf (the edge's sync sidecar); the operator logs in
+    through kopf. Supports tokens, client certificates and CAs, inline or as files.
+    """
+    configured = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    path = Path(configured.split(os.pathsep)[0])
+    if path.is_file():
+        return _from_kubeconfig(path)
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    token = SERVICE_ACCOUNT_DIR / "token"
+    if host and port and token.is_file():
+        server_host = f"[{host}]" if ":" in host else host
+        return Connection(
+            server=f"https://{server_host}:{port}",
+            token=token.read_text().strip(),
+            ca_path=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
+        )
+    raise LoginError(f"no kubeconfig at {path} and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
+
+
+def _from_kubeconfig(path: Path) -> Connection:
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+    def named(section: str, name: str | None) -> dict[str, Any]:
+        for entry in config.get(section) or []:
+            if entry.get("name") == name:
+                return dict(entry.get(section[:-1]) or {})
+        raise LoginError(f"{path}: {section}: no entry named {name!r}")
+
+    context = named("contexts", config.get("current-context"))
+    cluster = named("clusters", context.get("cluster"))
+    user = named("users", context.get("user")) if context.get("user") else {}
+
+    def relative(value: str | None) -> str | None:
+        return str((path.parent / value).resolve()) if value else None
+
+    token = user.get("token")
+    if not token and user.get("tokenFile"):
+        token = Path(relative(user["tokenFile"]) or "").read_text().strip()
+    return Connection(
+        server=str(cluster.get("server")),
+        token=token,
+        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        ca_path=relative(cluster.get("certificate-authority")),
+        ca_data=cluster.get("certificate-authority-data"),
+        certificate_path=relative(user.get("client-certificate")),
+        private_key_path=relative(user.get("client-key")),
+        certificate_data=user.get("client-certificate-data"),
+        private_key_data=user.get("client-key-data"),
+    )
 
 
 class ApiError(Exception):
@@ -172,6 +236,48 @@ class KubeClient:
         params = {"labelSelector": label_selector} if label_selector else None
         result = await self.request("GET", kind.path(namespace), verb="list", params=params)
         return list(result.get("items", []))
+
+    async def list_versioned(
+        self, kind: Kind, namespace: str | None = None, params: Mapping[str, str] | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
+        """Items and the list's resourceVersion, to watch from."""
+        result = await self.request("GET", kind.path(namespace), verb="list", params=params)
+        return list(result.get("items", [])), str(result["metadata"].get("resourceVersion", ""))
+
+    async def watch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        resource_version: str,
+        params: Mapping[str, str] | None = None,
+        timeout_seconds: int = 240,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events from `resource_version` until the server ends the stream.
+
+        An ERROR event (410 Gone among them) ends it with ApiError: the caller lists again.
+        """
+        query = {
+            **(params or {}),
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
+        async with self._client().get(
+            self.server + kind.path(namespace), params=query, timeout=timeout
+        ) as response:
+            metrics.API_REQUESTS.labels(verb="watch", code=str(response.status)).inc()
+            if response.status >= 400:
+                raise ApiError(response.status, await response.text())
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    raise ApiError(int(status.get("code", 500)), str(status.get("message", "watch error")))
+                yield event
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with voiceop's field manager, taking over what others changed."""

@@ -144,14 +144,14 @@ def build_tables(
 
     for namespace in sorted(routes_by_namespace):
         for entry in _routes_entries(namespace, routes_by_namespace[namespace]):
-            key = f"{namespace}/{entry['endpoint']}"
+            endpoint_key = f"{namespace}/{entry['endpoint']}"
             for number in entry.get("phoneNumbers", []):
-                tables.numbers[number] = key
-                tables.numbers[number.lstrip("+")] = key
+                tables.numbers[number] = endpoint_key
+                tables.numbers[number.lstrip("+")] = endpoint_key
             for uri in entry.get("sipUris", []):
-                tables.numbers[uri.split(":", 1)[1] if ":" in uri else uri] = key
+                tables.numbers[uri.split(":", 1)[1] if ":" in uri else uri] = endpoint_key
             for route in entry.get("routes", []):
-                _add_route(tables, key, route)
+                _add_route(tables, endpoint_key, route)
     return tables
 
 
@@ -188,7 +188,9 @@ def dispatcher_list(tables: EdgeTables) -> str:
     lines = ["# setid destination flags priority attrs  (voiceop: one set per agent x region)"]
     for media_set in sorted(tables.sets.values(), key=lambda s: s.set_id):
         members = tables.members[media_set.set_id]
-        lines.append(f"# set {media_set.set_id}: {media_set.namespace}/{media_set.service} ({len(members)} ready)")
+        lines.append(
+            f"# set {media_set.set_id}: {media_set.namespace}/{media_set.service} ({len(members)} ready)"
+        )
         for rank, endpoint in enumerate(members):
             uri = f"{media_set.scheme}:{endpoint.address}:{media_set.port};transport={media_set.transport}"
             priority = len(members) - rank  # fill order: the first pod by name has the highest

@@ -29,7 +29,7 @@ def from_endpointslice(slice_: Mapping[str, Any]) -> list[MediaEndpoint]:
     endpoints = slice_.get("endpoints") or []
     if not isinstance(endpoints, list):
         raise EdgeInputError(f"{where}: endpoints: must be a list")
-    found = []
+    found: list[MediaEndpoint] = []
     for i, endpoint in enumerate(endpoints):
         if not isinstance(endpoint, dict):
             raise EdgeInputError(f"{where}: endpoints[{i}]: must be an object")
@@ -66,7 +66,11 @@ def from_pod(pod: Mapping[str, Any]) -> list[MediaEndpoint]:
         return []
     conditions = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
     ready = conditions.get("Ready") == "True" and not meta.get("deletionTimestamp")
-    return [MediaEndpoint(meta.get("namespace", "default"), media_name(agent, region), meta["name"], address, ready)]
+    return [
+        MediaEndpoint(
+            meta.get("namespace", "default"), media_name(agent, region), meta["name"], address, ready
+        )
+    ]
 
 
 def media_endpoints(objects: Iterable[Mapping[str, Any]]) -> list[MediaEndpoint]:

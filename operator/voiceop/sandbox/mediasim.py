@@ -221,6 +221,8 @@ async def serve(
     await runner.cleanup()
 
 
-def main(host: str, port: int, slots: int, annotations: Path | None = None, sip_port: int | None = None) -> int:
+def main(
+    host: str, port: int, slots: int, annotations: Path | None = None, sip_port: int | None = None
+) -> int:
     asyncio.run(serve(host, port, slots, annotations, sip_port))
     return 0

@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiosipua import IncomingCall, SipRequest, SipResponse, SipUAS, negotiate_sdp
 from aiosipua.transport import UdpSipTransport
 
-if TYPE_CHECKING:
-    from voiceop.sandbox.mediasim import MediaPod
+
+class CallSlots(Protocol):
+    """What the SIP side needs of a media pod (mediasim.MediaPod)."""
+
+    def refusal(self) -> tuple[int, str] | None: ...
+    def open_dialog(self, call_id: str, duration: float | None = None, caller: str = "") -> bool: ...
+    def hang_up(self, call_id: str) -> None: ...
+
 
 logger = logging.getLogger("voiceop.media-sim")
 SUPPORTED_CODECS = [0, 8]  # PCMU, PCMA
@@ -50,14 +56,19 @@ class _RecordRouteTransport(UdpSipTransport):
         if isinstance(message, SipResponse) and 100 < message.status_code < 300:
             cseq = message.cseq
             routes = self.record_routes.get(message.call_id or "")
-            if routes and cseq is not None and cseq.method == "INVITE" and not message.headers.get("record-route"):
+            if (
+                routes
+                and cseq is not None
+                and cseq.method == "INVITE"
+                and not message.headers.get("record-route")
+            ):
                 for route in routes:
                     message.headers.append("Record-Route", route)
         super().send(message, addr)
 
 
 class SipFrontend:
-    def __init__(self, pod: MediaPod, host: str, port: int) -> None:
+    def __init__(self, pod: CallSlots, host: str, port: int) -> None:
         self.pod = pod
         self.host = host
         self.port = port

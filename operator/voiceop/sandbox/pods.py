@@ -68,6 +68,15 @@ def active_calls(ip: str, last: int) -> int:
     return last
 
 
+def sip_port(pod_spec: dict[str, Any]) -> int | None:
+    """The container port named `sip` (the media pod contract), where media-sim answers SIP."""
+    for container in pod_spec.get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "sip":
+                return int(port["containerPort"])
+    return None
+
+
 def write_downward_annotations(path: Path, annotations: dict[str, str]) -> None:
     """As the kubelet writes a downwardAPI `metadata.annotations` file: `key="value"` lines,
     replaced atomically, and only when something changed."""
@@ -187,7 +196,7 @@ class PodSimulator:
         annotations_file = self._podinfo / f"{meta['namespace']}_{name}" / "annotations"
         annotations_file.parent.mkdir(parents=True)
         process = subprocess.Popen(
-            media_sim_command(ip, METRICS_PORT, slots, annotations_file),
+            media_sim_command(ip, METRICS_PORT, slots, annotations_file, sip_port(template["spec"])),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

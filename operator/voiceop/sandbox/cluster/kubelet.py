@@ -34,7 +34,7 @@ from voiceop.api.wire import MANAGED_BY, MANAGER
 from voiceop.sandbox.cluster.nodes import NodeSpec, nodes_for_region, register_node, renew_lease
 from voiceop.sandbox.cluster.rest import Rest, RestError
 from voiceop.sandbox.mediasim import media_sim_command
-from voiceop.sandbox.pods import METRICS_PORT, active_calls, http_get, write_downward_annotations
+from voiceop.sandbox.pods import METRICS_PORT, active_calls, http_get, sip_port, write_downward_annotations
 from voiceop.status import now_iso
 
 logger = logging.getLogger("voiceop.sandbox.kubelet")
@@ -215,7 +215,9 @@ class SandboxKubelet:
         annotations_file.parent.mkdir(parents=True, exist_ok=True)
         write_downward_annotations(annotations_file, meta.get("annotations") or {})
         process = subprocess.Popen(
-            media_sim_command(ip, METRICS_PORT, self._calls_per_pod(pod), annotations_file),
+            media_sim_command(
+                ip, METRICS_PORT, self._calls_per_pod(pod), annotations_file, sip_port(pod["spec"])
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -1,0 +1,241 @@
+"""Real SIP for the sandbox and the tests: Kamailio as the edge, sipp as callers.
+
+`KamailioEdge` runs `kamailio -DD -E` on a config folder written by `voiceop edge render`
+or `voiceop edge sync` and stops it; `Callers` runs sipp with voiceop's caller scenario
+(caller numbers from a CSV, ACK and BYE along the edge's Record-Route) and reads its
+statistics file. Both only ever bind or target 127.0.0.0/8 addresses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from voiceop.edge.config import EdgeSettings
+
+INSTALL_HINT = "apt-get install -y kamailio sip-tester"
+_REJECTION = re.compile(r"received 'SIP/2\.0 (\d{3})")
+
+
+class SipToolMissing(RuntimeError):
+    pass
+
+
+def find_program(name: str, *extra_dirs: str) -> str:
+    found = shutil.which(name) or next(
+        (str(Path(d) / name) for d in extra_dirs if (Path(d) / name).is_file()), None
+    )
+    if found is None:
+        raise SipToolMissing(f"{name} is not installed (Debian: {INSTALL_HINT})")
+    return found
+
+
+def sip_tools_available() -> str | None:
+    """None when kamailio, kamcmd and sipp are all there; else what to install."""
+    try:
+        for name in ("kamailio", "kamcmd", "sipp"):
+            find_program(name, "/usr/sbin")
+    except SipToolMissing as missing:
+        return str(missing)
+    return None
+
+
+def _loopback(address: str) -> str:
+    if not ipaddress.ip_address(address).is_loopback:
+        raise ValueError(f"{address} is not a loopback address: the sandbox only targets 127.0.0.0/8")
+    return address
+
+
+class KamailioEdge:
+    """One Kamailio process on a config folder; `address` is where callers send INVITEs."""
+
+    def __init__(self, settings: EdgeSettings, address: str = "127.0.0.1", port: int = 5060) -> None:
+        self.settings = settings
+        self.address = _loopback(address)
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(settings.config_dir) / "kamailio.log"
+
+    @staticmethod
+    def settings_for(config_dir: Path, address: str = "127.0.0.1", port: int = 5060) -> EdgeSettings:
+        return EdgeSettings(
+            config_dir=str(config_dir),
+            listens=(f"udp:{_loopback(address)}:{port}",),
+            children=2,
+            ping_interval_s=2,
+        )
+
+    def kamcmd(self, *command: str) -> str:
+        result = subprocess.run(
+            [find_program("kamcmd", "/usr/sbin"), "-s", f"unix:{self.settings.control_socket}", *command],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return result.stdout + result.stderr
+
+    def start(self, timeout: float = 15.0) -> KamailioEdge:
+        kamailio = find_program("kamailio", "/usr/sbin")
+        config = Path(self.settings.config_dir) / "kamailio.cfg"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [kamailio, "-DD", "-E", "-f", str(config), "-w", self.settings.config_dir],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"kamailio exited: {self.log_path.read_text(errors='replace')[-2000:]}")
+            if Path(self.settings.control_socket).exists() and "uptime" in self.kamcmd("core.uptime"):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"kamailio did not answer on {self.settings.control_socket} in {timeout:g} s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def __enter__(self) -> KamailioEdge:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class CallerResult:
+    exit_code: int
+    successful: int
+    failed: int
+    response_ms: float  # INVITE -> 200, sipp's mean (rtd)
+    rejections: dict[int, int] = field(default_factory=dict)  # final SIP code of failed calls
+    output: str = ""
+
+
+def _duration_ms(text: str) -> float:
+    """sipp's 'HH:MM:SS:uuuuuu' (or seconds with decimals) as milliseconds."""
+    parts = text.strip().split(":")
+    if len(parts) == 4:
+        hours, minutes, seconds, micros = (float(p) for p in parts)
+        return ((hours * 60 + minutes) * 60 + seconds) * 1000 + micros / 1000
+    return float(text) * 1000 if text.strip() else 0.0
+
+
+class Callers:
+    """sipp as callers, placing `calls` calls to `called` through an edge."""
+
+    def __init__(
+        self,
+        edge: tuple[str, int],
+        called: str,
+        callers: list[str],
+        *,
+        calls: int,
+        rate: float,
+        hold_ms: int,
+        max_concurrent: int = 100,
+        local_address: str = "127.0.0.90",
+        local_port: int = 5090,
+        timeout_s: float = 120.0,
+    ) -> None:
+        self.edge = (_loopback(edge[0]), edge[1])
+        self.called = called
+        self.callers = callers
+        self.calls = calls
+        self.rate = rate
+        self.hold_ms = hold_ms
+        self.max_concurrent = max_concurrent
+        self.local = (_loopback(local_address), local_port)
+        self.timeout_s = timeout_s
+        self.workdir = Path(tempfile.mkdtemp(prefix="voiceop-sipp-"))
+        self.process: subprocess.Popen[str] | None = None
+
+    def command(self) -> list[str]:
+        scenario = self.workdir / "caller.xml"
+        scenario.write_bytes(resources.files("voiceop.sandbox").joinpath("sipp/caller.xml").read_bytes())
+        with (self.workdir / "callers.csv").open("w", newline="") as stream:
+            stream.write("SEQUENTIAL\n")
+            csv.writer(stream, delimiter=";").writerows([number, ""] for number in self.callers)
+        return [
+            find_program("sipp"),
+            "-sf", str(scenario),
+            "-inf", str(self.workdir / "callers.csv"),
+            "-s", self.called,
+            "-i", self.local[0],
+            "-p", str(self.local[1]),
+            f"{self.edge[0]}:{self.edge[1]}",
+            "-m", str(self.calls),
+            "-r", f"{self.rate:g}",
+            "-l", str(self.max_concurrent),
+            "-d", str(self.hold_ms),
+            "-timeout", f"{self.timeout_s:g}s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_stat", "-stf", str(self.workdir / "stat.csv"), "-fd", "1",
+            "-trace_err", "-error_file", str(self.workdir / "errors.log"),
+        ]  # fmt: skip
+
+    def start(self) -> Callers:
+        self.process = subprocess.Popen(
+            self.command(),
+            cwd=self.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        return self
+
+    def wait(self) -> CallerResult:
+        assert self.process is not None
+        try:
+            output, _ = self.process.communicate(timeout=self.timeout_s + 30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return self._result(self.process.returncode, output)
+
+    def run(self) -> CallerResult:
+        return self.start().wait()
+
+    def _result(self, code: int, output: str) -> CallerResult:
+        successful = failed = 0
+        response_ms = 0.0
+        stat = self.workdir / "stat.csv"
+        if stat.exists():
+            rows = list(csv.DictReader(stat.open(), delimiter=";"))
+            if rows:
+                last = rows[-1]
+                successful = int(last.get("SuccessfulCall(C)") or 0)
+                failed = int(last.get("FailedCall(C)") or 0)
+                response_ms = _duration_ms(last.get("ResponseTime1(C)") or "0")
+        rejections: dict[int, int] = {}
+        errors = self.workdir / "errors.log"
+        if errors.exists():
+            for match in _REJECTION.finditer(errors.read_text(errors="replace")):
+                status = int(match.group(1))
+                rejections[status] = rejections.get(status, 0) + 1
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return CallerResult(code, successful, failed, response_ms, rejections, output[-3000:])
