@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +72,14 @@ class Kamailio:
         text = output.decode(errors="replace").strip()
         return process.returncode == 0 and not text.startswith("error"), text
 
+    def identity(self) -> tuple[int, int] | None:
+        """Which Kamailio is up: its control socket's inode and time (None: none is up)."""
+        try:
+            stat = os.stat(self.socket_path)
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns)
+
     async def reload(self, command: Sequence[str]) -> None:
         for attempt in range(RELOAD_ATTEMPTS):
             ok, text = await self.call(*command)
@@ -99,6 +108,7 @@ class EdgeSync:
         self.routes: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[tuple[str, str], list[MediaEndpoint]] = {}
         self.written: dict[str, str] = {}
+        self.kamailio_seen: tuple[int, int] | None = None  # the Kamailio last fully reloaded
         self.changed = asyncio.Event()
         self.listed: set[tuple[str, str | None]] = set()
         self.all_listed = asyncio.Event()
@@ -190,26 +200,51 @@ class EdgeSync:
         if not changed:
             return []
         write_files(Path(self.settings.config_dir), {name: desired[name] for name in changed})
-        if self.kamailio is not None:
-            # Sets before the routes that name them.
-            for name in sorted(changed, key=lambda n: n != DISPATCHER_LIST):
-                if name in RELOADS:
-                    await self.kamailio.reload(RELOADS[name])
         self.written.update({name: desired[name] for name in changed})
+        # A Kamailio that is not up yet, or has restarted, reads every file when it starts:
+        # _reload_if_restarted reloads them all once it answers.
+        running = self.kamailio.identity() if self.kamailio is not None else None
+        if running is not None and running == self.kamailio_seen:
+            await self._reload(changed)
         self.syncs += 1
         logger.info("edge tables synced (%s)", ", ".join(changed))
         return changed
 
+    async def _reload(self, names: Sequence[str]) -> None:
+        assert self.kamailio is not None
+        for name in sorted(names, key=lambda n: n != DISPATCHER_LIST):  # sets before the routes naming them
+            if name in RELOADS:
+                await self.kamailio.reload(RELOADS[name])
+
+    async def _reload_if_restarted(self) -> None:
+        if self.kamailio is None or not self.written:
+            return
+        identity = self.kamailio.identity()
+        if identity is not None and identity != self.kamailio_seen:
+            await self._reload(list(self.written))
+            self.kamailio_seen = identity
+            logger.info("kamailio is up: every table reloaded")
+
     async def _writer(self) -> None:
         await self.all_listed.wait()  # never publish a half-listed cluster
         while True:
-            await self.changed.wait()
-            await asyncio.sleep(DEBOUNCE_SECONDS)
-            self.changed.clear()
-            await self.write_and_reload()
-            if not self.synced.is_set():
-                self.synced.set()
-                print("synced", flush=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), timeout=0.5)
+            if self.changed.is_set():
+                await asyncio.sleep(DEBOUNCE_SECONDS)
+                self.changed.clear()
+                try:
+                    await self.write_and_reload()
+                except RuntimeError as error:  # Kamailio refused a reload: reload all when it answers
+                    logger.error("%s", error)
+                    self.kamailio_seen = None
+                if not self.synced.is_set():
+                    self.synced.set()
+                    print("synced", flush=True)
+            try:
+                await self._reload_if_restarted()
+            except RuntimeError as error:
+                logger.error("%s", error)
 
     async def run(self) -> None:
         endpoint_params = {"labelSelector": MEDIA_SELECTOR}

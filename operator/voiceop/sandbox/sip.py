@@ -24,6 +24,8 @@ from pathlib import Path
 
 from voiceop.edge.config import EdgeSettings
 
+# sipp takes integer rates: calls per RATE_PERIOD_S seconds, so 0.5 calls/s is -r 5 -rp 10s.
+RATE_PERIOD_S = 10
 INSTALL_HINT = "apt-get install -y kamailio sip-tester"
 _REJECTION = re.compile(r"received 'SIP/2\.0 (\d{3})")
 
@@ -159,7 +161,10 @@ class Callers:
         local_address: str = "127.0.0.90",
         local_port: int = 5090,
         timeout_s: float = 120.0,
+        rate_increase: tuple[float, float, int] | None = None,
     ) -> None:
+        """`rate_increase`: (step, max, every_s): the rate grows by step every every_s seconds."""
+        self.rate_increase = rate_increase
         self.edge = (_loopback(edge[0]), edge[1])
         self.called = called
         self.callers = callers
@@ -187,14 +192,28 @@ class Callers:
             "-p", str(self.local[1]),
             f"{self.edge[0]}:{self.edge[1]}",
             "-m", str(self.calls),
-            "-r", f"{self.rate:g}",
+            "-r", str(round(self.rate * RATE_PERIOD_S)),
+            "-rp", f"{RATE_PERIOD_S}s",
             "-l", str(self.max_concurrent),
             "-d", str(self.hold_ms),
             "-timeout", f"{self.timeout_s:g}s",
             "-timeout_error",
             "-nostdin",
-            "-trace_stat", "-stf", str(self.workdir / "stat.csv"), "-fd", "1",
+            "-trace_stat", "-stf", str(self.workdir / "stat.csv"),
             "-trace_err", "-error_file", str(self.workdir / "errors.log"),
+            *self._rate_options(),
+        ]  # fmt: skip
+
+    def _rate_options(self) -> list[str]:
+        if self.rate_increase is None:
+            return ["-fd", "1"]
+        step, top, every = self.rate_increase
+        return [
+            "-fd", "1",
+            "-rate_increase", str(round(step * RATE_PERIOD_S)),
+            "-rate_max", str(round(top * RATE_PERIOD_S)),
+            "-rate_interval", f"{every}s",
+            "-no_rate_quit",
         ]  # fmt: skip
 
     def start(self) -> Callers:
@@ -239,3 +258,70 @@ class Callers:
                 rejections[status] = rejections.get(status, 0) + 1
         shutil.rmtree(self.workdir, ignore_errors=True)
         return CallerResult(code, successful, failed, response_ms, rejections, output[-3000:])
+
+
+class SyncedEdge:
+    """The edge pod: `voiceop edge sync` writing the tables, Kamailio serving from them."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        config_dir: Path,
+        *,
+        address: str = "127.0.0.1",
+        port: int = 5060,
+        namespaces: tuple[str, ...] = (),
+        endpoints_from: str = "pods",
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.config_dir = config_dir
+        self.namespaces = namespaces
+        self.endpoints_from = endpoints_from
+        self.kamailio = KamailioEdge(KamailioEdge.settings_for(config_dir, address, port), address, port)
+        self.sync: subprocess.Popen[str] | None = None
+        self.sync_log = config_dir / "sync.log"
+
+    @property
+    def address(self) -> str:
+        return self.kamailio.address
+
+    @property
+    def port(self) -> int:
+        return self.kamailio.port
+
+    def start(self, timeout: float = 30.0) -> SyncedEdge:
+        import sys
+
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "voiceop", "edge", "sync", "--config-dir", str(self.config_dir)]
+        command += ["--endpoints-from", self.endpoints_from, "--kamcmd", find_program("kamcmd", "/usr/sbin")]
+        command += [f"--listen={listen}" for listen in self.kamailio.settings.listens]
+        for namespace in self.namespaces:
+            command += ["-n", namespace]
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        with self.sync_log.open("w") as log:
+            self.sync = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + timeout
+        while "synced" not in self.sync_log.read_text():
+            if self.sync.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"edge sync did not sync: {self.sync_log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        self.kamailio.start()
+        return self
+
+    def stop(self) -> None:
+        self.kamailio.stop()
+        if self.sync is not None and self.sync.poll() is None:
+            self.sync.terminate()
+            try:
+                self.sync.wait(10)
+            except subprocess.TimeoutExpired:
+                self.sync.kill()
+                self.sync.wait(5)
+
+    def __enter__(self) -> SyncedEdge:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
