@@ -108,6 +108,34 @@ class Sandbox:
         return counts
 
 
+def service_account_kubeconfig(sandbox: Sandbox, account: str, path: Path) -> Path:
+    """A kubeconfig with a token of `account` (in the operator's namespace)."""
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 86400}}
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            token = sandbox.admin.create(
+                f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/serviceaccounts/{account}/token", request
+            )["status"]["token"]
+            break
+        except RestError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    return sandbox.plane.write_token_kubeconfig(path, account, token)
+
+
+def edge_identity(sandbox: Sandbox, path: Path) -> Path:
+    """The chart's edge ServiceAccount and RBAC (edge reading pods, as on the sandbox), and its token."""
+    from test_chart import render  # the real Helm engine
+
+    values = {"edge": {"enabled": True, "endpointsFrom": "pods"}}
+    for obj in render(values):
+        if obj["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding") and obj["metadata"]["name"].endswith("-edge"):
+            sandbox.admin.apply(sandbox.discovery.path(obj), obj)
+    return service_account_kubeconfig(sandbox, "voiceop-edge", path)
+
+
 def _operator_identity(plane: ControlPlane, sandbox_admin: Rest, discovery: Discovery, path: Path) -> Path:
     """The chart's Namespace, ServiceAccount and RBAC, and a token for that ServiceAccount."""
     for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):

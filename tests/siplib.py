@@ -6,8 +6,9 @@ Everything binds 127.0.0.0/8 addresses only and is stopped by the fixture that s
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ from typing import Any
 import pytest
 
 from conftest import require_program
+from voiceop.api.wire import REGION_LABEL
 from voiceop.edge.config import MediaEndpoint, edge_files, routes_of_configmap
 from voiceop.inputs.files import write_files
 from voiceop.sandbox.mediasim import media_sim_command
 from voiceop.sandbox.pods import http_get
-from voiceop.sandbox.sip import KamailioEdge
+from voiceop.sandbox.sip import CallerResult, Callers, KamailioEdge, SyncedEdge
 
+NUMBER = "+35315550000"  # the endpoint of call_world
 METRICS_PORT = 9090
 SIP_PORT = 5060
 
@@ -102,3 +105,173 @@ def edge_at(tmp_path: Path) -> Iterator[Any]:
     yield start
     for edge in started:
         edge.stop()
+
+
+def call_world(
+    namespace: str, *, calls_per_pod: int = 4, min_replicas: int = 1, delay_s: int = 6
+) -> list[dict[str, Any]]:
+    region = "voiceop.dev/v1alpha1"
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {
+            "apiVersion": region,
+            "kind": "Region",
+            "metadata": {"name": "eu-west"},
+            "spec": {"countries": ["GB", "IE"], "location": {"latitude": 53.35, "longitude": -6.26}},
+        },
+        {
+            "apiVersion": region,
+            "kind": "Region",
+            "metadata": {"name": "us-east"},
+            "spec": {"countries": ["US", "CA"], "location": {"latitude": 38.9, "longitude": -77.04}},
+        },
+        {
+            "apiVersion": region,
+            "kind": "AIBackend",
+            "metadata": {"name": "model", "namespace": namespace},
+            "spec": {"provider": "custom", "protocol": "grpc", "endpoint": "grpc://127.0.0.1:50051"},
+        },
+        {
+            "apiVersion": region,
+            "kind": "VoiceAgent",
+            "metadata": {"name": "hotline", "namespace": namespace},
+            "spec": {
+                "image": "voiceop/media-sim:dev",
+                "backends": [{"name": "model"}],
+                "regions": [
+                    {"name": "eu-west", "minReplicas": min_replicas, "maxReplicas": 6},
+                    {"name": "us-east", "minReplicas": min_replicas, "maxReplicas": 6},
+                ],
+                "capacity": {"callsPerPod": calls_per_pod},
+                "scaling": {
+                    "mode": "builtin",
+                    "targetUtilization": 0.75,
+                    "scaleDownDelaySeconds": delay_s,
+                    "metrics": {"source": "direct"},
+                },
+                "drain": {"maxCallDurationSeconds": 60},
+            },
+        },
+        {
+            "apiVersion": region,
+            "kind": "VoiceEndpoint",
+            "metadata": {"name": "hotline-line", "namespace": namespace},
+            "spec": {"agentRef": {"name": "hotline"}, "phoneNumbers": [NUMBER]},
+        },
+    ]
+
+
+class CallPath:
+    """Callers through an edge, and what each region's pods took (from their own metrics)."""
+
+    def __init__(
+        self,
+        namespace: str,
+        pods: Callable[[], list[dict[str, Any]]],
+        address_of: Callable[[str, str], str | None],
+        edge: SyncedEdge,
+        cut_calls: Callable[[], int],
+    ) -> None:
+        self.namespace, self.pods, self.address_of, self.edge = namespace, pods, address_of, edge
+        self.cut_calls = cut_calls  # calls the kubelet cut short by killing a pod
+        self._ports = iter(range(5100, 5300))
+
+    def callers(self, numbers: list[str], **options: Any) -> Callers:
+        options.setdefault("rate", 20)
+        options.setdefault("timeout_s", 60)
+        return Callers(
+            (self.edge.address, self.edge.port), NUMBER, numbers, local_port=next(self._ports), **options
+        )
+
+    def call(self, numbers: list[str], **options: Any) -> CallerResult:
+        return self.callers(numbers, hold_ms=100, **options).run()
+
+    def calls_by_region(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for pod in self.pods():
+            address = self.address_of(self.namespace, pod["metadata"]["name"])
+            if address is None:
+                continue
+            code, text = http_get(f"http://{address}:9090/metrics")
+            taken = next(
+                (
+                    float(line.split()[1])
+                    for line in text.splitlines()
+                    if line.startswith("voice_calls_total ")
+                ),
+                0.0,
+            )
+            region = pod["metadata"]["labels"][REGION_LABEL]
+            totals[region] = totals.get(region, 0) + int(taken if code == 200 else 0)
+        return totals
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(name, Ready, draining-since) of every pod: for failure messages."""
+        return [
+            (
+                p["metadata"]["name"],
+                next((c["status"] for c in (p.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), "-"),
+                (p["metadata"].get("annotations") or {}).get("voiceop.dev/draining-since", ""),
+            )
+            for p in self.pods()
+        ]
+
+    def ready_pods(self, region: str) -> int:
+        return sum(
+            1
+            for pod in self.pods()
+            if pod["metadata"]["labels"][REGION_LABEL] == region
+            and not pod["metadata"].get("deletionTimestamp")
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (pod.get("status") or {}).get("conditions") or []
+            )
+        )
+
+
+GB, IE, US = "+442071234567", "+35318881234", "+12125550123"
+
+
+def scale_out_and_in_under_load(path: CallPath, region: str = "eu-west") -> None:
+    """sipp load up then down through the edge: pods scale out and in, and no call fails.
+
+    Calls last 10 s, longer than the scale-down delay (4 s) plus the drain, so pods are
+    drained and removed while calls are live; the fixture caps the kubelet's grace at 1 s,
+    so a scale-in that removed a pod with a call WOULD fail one (sipp counts a BYE that
+    gets no 200, and the kubelet counts the calls it cut).
+    """
+    from harness import wait_for
+
+    wait_for(lambda: path.call([GB], calls=1).successful == 1, timeout=15, what="edge routes a call")
+    cut_before = path.cut_calls()
+    peak = {region: 0}
+    watching = threading.Event()
+
+    def watch_pods() -> None:
+        while not watching.is_set():
+            peak[region] = max(peak[region], path.ready_pods(region))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch_pods, daemon=True)
+    watcher.start()
+    try:
+        # Up: 0.3 -> 0.9 calls/s (up to 9 at once on 3-slot pods), then 0.3/s (3 at once) while
+        # the scaler drains, then nothing while the last pods go.
+        up = path.callers(
+            [GB, IE], calls=40, rate=0.3, hold_ms=10_000, max_concurrent=40, timeout_s=150, rate_increase=(0.3, 0.9, 8)
+        ).run()
+        down = path.callers([GB, IE], calls=12, rate=0.3, hold_ms=10_000, timeout_s=90).run()
+        if up.failed or down.failed:
+            report = path.edge.config_dir / "sipp-errors.log"
+            report.write_text(up.errors + "\n---\n" + down.errors)
+            raise AssertionError(f"failed calls: up {up.rejections}, down {down.rejections}; sipp's errors in {report}")
+        assert (up.successful, down.successful) == (40, 12)
+        try:
+            wait_for(lambda: path.ready_pods(region) == 1, timeout=150, what="scale in to one pod")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; pods: {path.describe()}") from None
+    finally:
+        watching.set()
+        watcher.join(2)
+    assert peak[region] >= 3, peak
+    assert path.cut_calls() == cut_before

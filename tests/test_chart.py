@@ -31,6 +31,16 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "noCrds": {"crds": {"install": False}},
     "noRbac": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "existing"}},
     "noMetricsService": {"metrics": {"service": {"enabled": False}}},
+    "edge": {"edge": {"enabled": True}},
+    "edgeScoped": {
+        "edge": {"enabled": True, "endpointsFrom": "pods", "service": {"type": "LoadBalancer"}},
+        "watchNamespaces": ["contact-center"],
+    },
+    "edgeNoRbac": {
+        "edge": {"enabled": True},
+        "rbac": {"create": False},
+        "serviceAccount": {"create": False, "name": "existing"},
+    },
 }
 
 
@@ -99,6 +109,61 @@ def test_toggles_switch_what_they_say() -> None:
     assert not by_kind(render(TOGGLES["noRbac"]), "ClusterRole")
 
 
+def edge_objects(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        o
+        for o in render(values)
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "edge"
+    ]
+
+
+def test_edge_runs_kamailio_and_the_sync_on_one_config_folder() -> None:
+    edge = edge_objects(TOGGLES["edge"])
+    assert sorted(o["kind"] for o in edge) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    assert not edge_objects({}), "off by default: teams with an SBC read voiceop-routes"
+    pod = by_kind(edge, "Deployment")[0]["spec"]["template"]["spec"]
+    (first,) = pod["initContainers"]
+    kamailio, sync = pod["containers"]
+    assert first["args"][:2] == sync["args"][:2] == ["edge", "sync"] and first["args"][-1] == "--once"
+    assert kamailio["command"] == ["kamailio"] and "-DD" in kamailio["args"]
+    mounts = {c["name"]: c["volumeMounts"][0]["mountPath"] for c in (first, kamailio, sync)}
+    assert len(set(mounts.values())) == 1
+    assert f"--config-dir={mounts['sync']}" in sync["args"]
+    service = by_kind(edge, "Service")[0]
+    assert {(p["name"], p["protocol"]) for p in service["spec"]["ports"]} == {
+        ("sip-udp", "UDP"),
+        ("sip-tcp", "TCP"),
+    }
+    # No selector of the operator's matches an edge pod.
+    operator = [
+        d for d in by_kind(render(TOGGLES["edge"]), "Deployment") if d not in by_kind(edge, "Deployment")
+    ][0]
+    edge_pod_labels = by_kind(edge, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]
+    assert not operator["spec"]["selector"]["matchLabels"].items() <= edge_pod_labels.items()
+    role = by_kind(edge, "ClusterRole")[0]
+    assert {r for rule in role["rules"] for r in rule["resources"]} == {"configmaps", "endpointslices"}
+    assert {v for rule in role["rules"] for v in rule["verbs"]} == {"get", "list", "watch"}  # read-only
+
+
+def test_edge_scoped_to_namespaces_reads_pods_there_only() -> None:
+    edge = edge_objects(TOGGLES["edgeScoped"])
+    assert not by_kind(edge, "ClusterRoleBinding")
+    assert {b["metadata"]["namespace"] for b in by_kind(edge, "RoleBinding")} == {"contact-center"}
+    assert {r for rule in by_kind(edge, "ClusterRole")[0]["rules"] for r in rule["resources"]} == {
+        "configmaps",
+        "pods",
+    }
+    sync = by_kind(edge, "Deployment")[0]["spec"]["template"]["spec"]["containers"][1]
+    assert "--namespace=contact-center" in sync["args"] and "--endpoints-from=pods" in sync["args"]
+    assert by_kind(edge, "Service")[0]["spec"]["externalTrafficPolicy"] == "Local"
+
+
 def test_chart_lints_clean() -> None:
     for values in TOGGLES.values():
         report = helm_python.lint(str(CHART), values, strict=True, kube_version="v1.30.0")
@@ -116,6 +181,9 @@ def test_chart_lints_clean() -> None:
         {"logLevel": "chatty"},
         {"unknownKey": True},
         {"metrics": {"serviceMonitor": {"interval": "often"}}},
+        {"edge": {"endpointsFrom": "dns"}},
+        {"edge": {"listen": ["0.0.0.0:5060"]}},
+        {"edge": {"service": {"type": "External"}}},
     ],
     ids=lambda v: next(iter(v)),
 )

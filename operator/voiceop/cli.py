@@ -187,7 +187,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from voiceop.sandbox.demo import main as demo_main
 
-    return demo_main(args.duration, args.peak, args.scale_down_delay)
+    return demo_main(args.duration, args.peak, args.scale_down_delay, args.sip)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="S",
         help="billing's scaleDownDelaySeconds in the demo (the example says 300)",
+    )
+    demo.add_argument(
+        "--sip",
+        action="store_true",
+        help="place the calls with sipp through a Kamailio edge (Debian: apt-get install -y kamailio sip-tester)",
     )
     demo.set_defaults(run=cmd_demo)
 

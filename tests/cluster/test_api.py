@@ -119,7 +119,7 @@ def test_rendered_examples_pass_server_side_dry_run(sandbox: Sandbox, tmp_path: 
 def test_the_charts_render_passes_server_side_dry_run(sandbox: Sandbox, tmp_path: Path) -> None:
     from test_chart import render  # the real Helm engine (helm-python-sdk)
 
-    documents = render({})
+    documents = render({"edge": {"enabled": True}})  # the operator and the SIP edge
     # ServiceMonitor and PrometheusRule need the Prometheus Operator's CRDs, absent here.
     skipped = {"ServiceMonitor", "PrometheusRule"}
     documents = [copy.deepcopy(d) for d in documents if d and d["kind"] not in skipped]

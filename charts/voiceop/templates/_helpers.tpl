@@ -25,3 +25,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "voiceop.image" -}}
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
+
+{{- /* The SIP edge's pods: a name of their own, so no selector of the operator's matches them. */}}
+{{- define "voiceop.edgeSelectorLabels" -}}
+app.kubernetes.io/name: voiceop-edge
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "voiceop.edgeLabels" -}}
+{{ include "voiceop.labels" . | replace "app.kubernetes.io/component: operator" "app.kubernetes.io/component: edge" }}
+{{- end -}}
+
+{{- define "voiceop.restrictedContainer" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}

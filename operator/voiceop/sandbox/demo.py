@@ -113,11 +113,44 @@ def media_replicas(server: LoopbackApiServer, agent: str) -> tuple[int, int]:
     return sum(d["spec"].get("replicas", 1) for d in deployments), floor
 
 
+BILLING_NUMBER = "+35315551234"  # billing-lines (examples/endpoints.yaml)
+CALLERS = {
+    "eu-west": ["+442071234567", "+35318881234", "+33142681234"],  # GB, IE, FR
+    "us-east": ["+12125550123", "+14165550123"],  # US, CA
+}
+
+
+def sip_callers(edge: Any, duration: float, peak: float) -> list[Any]:
+    """sipp callers through the edge: the rate climbs to `peak` over the first third, then holds."""
+    from voiceop.sandbox.sip import Callers
+
+    runs = []
+    for i, (region, numbers) in enumerate(CALLERS.items()):
+        top = peak if region == "eu-west" else peak / 2
+        step = max(0.1, round(top / 3, 1))
+        runs.append(
+            Callers(
+                (edge.address, edge.port),
+                BILLING_NUMBER,
+                numbers,
+                calls=max(1, int(top * duration * 0.8)),
+                rate=step,
+                hold_ms=20_000,
+                max_concurrent=500,
+                local_port=5090 + i,
+                timeout_s=duration + 90,
+                rate_increase=(step, top, max(1, int(duration / 9))),
+            ).start()
+        )
+    return runs
+
+
 def run_demo(
     duration: float = 60.0,
     peak_calls_per_second: float = 2.5,
     scale_down_delay: float = 30.0,
     examples_dir: Path = EXAMPLES,
+    sip: bool = False,
 ) -> int:
     started = time.monotonic()
     printer = DecisionPrinter(started)
@@ -180,9 +213,37 @@ def run_demo(
         for line in summary_of(server):
             say(line)
 
+        edge = None
+        if sip:
+            from voiceop.sandbox.sip import SyncedEdge, sip_tools_available
+
+            missing = sip_tools_available()
+            if missing:
+                say(f"  --sip: {missing}; the callers use media-sim's HTTP call endpoint instead")
+            else:
+                edge = SyncedEdge(kubeconfig, kubeconfig.parent / "edge", namespaces=(NS,)).start()
+                say(
+                    f"[{time.monotonic() - started:5.1f}s] SIP edge: Kamailio on udp:{edge.address}:{edge.port}, fed by `voiceop edge sync`"
+                )
+                time.sleep(2)  # the edge's first sync of the pods' readiness
         say(
             f"[{time.monotonic() - started:5.1f}s] callers ring billing for {duration:.0f}s (peak {peak_calls_per_second} calls/s in eu-west, half that in us-east)"
+            + (f", placed by sipp through Kamailio to {BILLING_NUMBER}" if edge else "")
         )
+        if edge is not None:
+            return _sip_demo(
+                server,
+                pods,
+                edge,
+                printer,
+                started,
+                duration,
+                peak_calls_per_second,
+                scale_down_delay,
+                stop,
+                operator,
+                agents,
+            )
         loads = [
             CallLoad(
                 server.store,
@@ -243,9 +304,70 @@ def run_demo(
     return 0 if pods.dropped_calls == 0 and placed > 0 and back_at_minimum else 1
 
 
-def main(duration: float, peak: float, scale_down_delay: float) -> int:
+def _sip_demo(
+    server: LoopbackApiServer,
+    pods: PodSimulator,
+    edge: Any,
+    printer: DecisionPrinter,
+    started: float,
+    duration: float,
+    peak: float,
+    scale_down_delay: float,
+    stop: threading.Event,
+    operator: threading.Thread,
+    agents: Any,
+) -> int:
     try:
-        return run_demo(duration, peak, scale_down_delay)
+        runs = sip_callers(edge, duration, peak)
+        most_pods = 0
+        while any(r.process is not None and r.process.poll() is None for r in runs):
+            time.sleep(1)
+            most_pods = max(most_pods, len(pods.running))
+        results = [r.wait() for r in runs]
+        say(
+            f"[{time.monotonic() - started:5.1f}s] callers stop; the last calls have ended, pods drain and go"
+        )
+        deadline = time.monotonic() + scale_down_delay + 120
+        while (
+            time.monotonic() < deadline
+            and media_replicas(server, "billing")[0] > media_replicas(server, "billing")[1]
+        ):
+            time.sleep(1)
+        replicas, floor = media_replicas(server, "billing")
+        time.sleep(2)
+        placed = sum(r.successful + r.failed for r in results)
+        failed = sum(r.failed for r in results)
+        say("summary:")
+        say(
+            f"  SIP calls placed {placed} (sipp), answered and ended {placed - failed}, failed {failed}, cut {pods.dropped_calls}"
+        )
+        for region, result in zip(CALLERS, results, strict=True):
+            say(
+                f"  callers for {region}: {result.successful} calls, INVITE->200 {result.response_ms:.1f} ms mean"
+            )
+        say(
+            f"  media pods: most at once {most_pods}, now {len(pods.running)}; scaling decisions {printer.decisions}"
+        )
+        items, _ = server.store.list(agents, NS)
+        for item in items:
+            status = item.get("status") or {}
+            regions = ", ".join(
+                f"{r['name']} {r['readyReplicas']}/{r['desiredReplicas']}"
+                for r in status.get("regions") or []
+            )
+            say(
+                f"  VoiceAgent {item['metadata']['name']}: backend {status.get('activeBackend')}, pods ready/desired: {regions}"
+            )
+        return 0 if failed == 0 and pods.dropped_calls == 0 and placed > 0 and replicas <= floor else 1
+    finally:
+        edge.stop()
+        stop.set()
+        operator.join(15)
+
+
+def main(duration: float, peak: float, scale_down_delay: float, sip: bool = False) -> int:
+    try:
+        return run_demo(duration, peak, scale_down_delay, sip=sip)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

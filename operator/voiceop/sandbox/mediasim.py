@@ -91,6 +91,9 @@ class MediaPod:
         if task is not None:
             task.cancel()
 
+    def is_open(self, call_id: str) -> bool:
+        return call_id in self.calls
+
     def take(self, duration: float) -> str | None:
         call_id = f"http-{next(self._ids)}"
         return call_id if self.open_dialog(call_id, duration) else None

@@ -1,6 +1,6 @@
 """media-sim's SIP side: a UAS on the pod's address and the agent's SIP port (aiosipua).
 
-INVITE -> 180, then 200 with an SDP answer (or 503 while draining, 486 when every slot is
+INVITE -> 200 with an SDP answer (after a 180 and `ring_s` of ringing, if set) (or 503 while draining, 486 when every slot is
 taken); ACK confirms; BYE ends the dialog and frees the slot; re-INVITE is answered with
 the same SDP; OPTIONS gets 200 (the edge's dispatcher probes with it). Each dialog is a call
 in MediaPod's slots, so voice_active_calls counts real dialogs.
@@ -13,6 +13,7 @@ re-INVITE, OPTIONS and CANCEL.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -27,6 +28,7 @@ class CallSlots(Protocol):
     def refusal(self) -> tuple[int, str] | None: ...
     def open_dialog(self, call_id: str, duration: float | None = None, caller: str = "") -> bool: ...
     def hang_up(self, call_id: str) -> None: ...
+    def is_open(self, call_id: str) -> bool: ...
 
 
 logger = logging.getLogger("voiceop.media-sim")
@@ -68,7 +70,11 @@ class _RecordRouteTransport(UdpSipTransport):
 
 
 class SipFrontend:
-    def __init__(self, pod: CallSlots, host: str, port: int) -> None:
+    def __init__(self, pod: CallSlots, host: str, port: int, ring_s: float = 0.0) -> None:
+        # An agent answers at once by default. A 180 sent just before the 200 can overtake
+        # it through an edge with several UDP workers (seen with Kamailio, children=2), and a
+        # 180 after the 200 makes strict callers (sipp) abort the call.
+        self.ring_s = ring_s
         self.pod = pod
         self.host = host
         self.port = port
@@ -110,8 +116,15 @@ class SipFrontend:
             call.reject(486, "Busy Here")
             return
         self.transport.remember(call.invite)
+        if self.ring_s <= 0:
+            self._answer(call)
+            return
         call.ringing()
-        self._answer(call)
+        asyncio.get_running_loop().call_later(self.ring_s, self._answer_if_open, call)
+
+    def _answer_if_open(self, call: IncomingCall) -> None:
+        if self.pod.is_open(call.call_id):  # the caller may have cancelled while it rang
+            self._answer(call)
 
     def _on_reinvite(self, call: IncomingCall) -> None:
         self._answer(call)

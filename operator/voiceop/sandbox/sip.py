@@ -134,6 +134,7 @@ class CallerResult:
     response_ms: float  # INVITE -> 200, sipp's mean (rtd)
     rejections: dict[int, int] = field(default_factory=dict)  # final SIP code of failed calls
     output: str = ""
+    errors: str = ""  # sipp's error log: the unexpected messages, for a failure report
 
 
 def _duration_ms(text: str) -> float:
@@ -165,6 +166,8 @@ class Callers:
     ) -> None:
         """`rate_increase`: (step, max, every_s): the rate grows by step every every_s seconds."""
         self.rate_increase = rate_increase
+        # VOICEOP_SIPP_TRACE=1: keep every message sipp saw, and its work folder (printed).
+        self.trace = os.environ.get("VOICEOP_SIPP_TRACE") == "1"
         self.edge = (_loopback(edge[0]), edge[1])
         self.called = called
         self.callers = callers
@@ -202,6 +205,7 @@ class Callers:
             "-trace_stat", "-stf", str(self.workdir / "stat.csv"),
             "-trace_err", "-error_file", str(self.workdir / "errors.log"),
             *self._rate_options(),
+            *(["-trace_msg", "-message_file", str(self.workdir / "messages.log")] if self.trace else []),
         ]  # fmt: skip
 
     def _rate_options(self) -> list[str]:
@@ -252,12 +256,18 @@ class Callers:
                 response_ms = _duration_ms(last.get("ResponseTime1(C)") or "0")
         rejections: dict[int, int] = {}
         errors = self.workdir / "errors.log"
-        if errors.exists():
-            for match in _REJECTION.finditer(errors.read_text(errors="replace")):
+        error_text = errors.read_text(errors="replace") if errors.exists() else ""
+        if error_text:
+            for match in _REJECTION.finditer(error_text):
                 status = int(match.group(1))
                 rejections[status] = rejections.get(status, 0) + 1
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        return CallerResult(code, successful, failed, response_ms, rejections, output[-3000:])
+        if self.trace:
+            error_text = f"(sipp's files kept in {self.workdir})\n" + error_text
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return CallerResult(
+            code, successful, failed, response_ms, rejections, output[-3000:], error_text[:6000]
+        )
 
 
 class SyncedEdge:
