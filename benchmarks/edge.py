@@ -16,6 +16,7 @@ Prints one table, every row measured in this run on loopback addresses:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -115,7 +116,7 @@ def reload_times(workdir: Path, repeats: int) -> tuple[list[float], list[float]]
             "metadata": {"name": "voiceop-routes", "namespace": NS},
             "data": {"routes.json": json.dumps(routes_table("eu", "us"))},
         }
-        server.apply(configmap)
+        server.apply(copy.deepcopy(configmap))
         for region, address in (("eu", POD_ADDRESSES[0]), ("us", POD_ADDRESSES[1])):
             name = f"hotline-{region}-0"
             server.apply(
@@ -155,7 +156,7 @@ def reload_times(workdir: Path, repeats: int) -> tuple[list[float], list[float]]
                 before = served()
                 configmap["data"] = {"routes.json": json.dumps(routes_table(first, second))}
                 started = time.perf_counter()
-                server.apply(configmap)
+                server.apply(copy.deepcopy(configmap))
                 wait_until(lambda: served() != before, 10)
                 through_api.append(time.perf_counter() - started)
                 time.sleep(1.1)  # past the dispatcher's reload limit, as a steady stream of changes

@@ -171,9 +171,11 @@ class CallPath:
         address_of: Callable[[str, str], str | None],
         edge: SyncedEdge,
         cut_calls: Callable[[], int],
+        patch_region: Callable[[str, dict[str, Any]], None],
     ) -> None:
         self.namespace, self.pods, self.address_of, self.edge = namespace, pods, address_of, edge
         self.cut_calls = cut_calls  # calls the kubelet cut short by killing a pod
+        self.patch_region = patch_region  # (name, merge patch) on a Region
         self._ports = iter(range(5100, 5300))
 
     def callers(self, numbers: list[str], **options: Any) -> Callers:

@@ -43,6 +43,9 @@ def call_path(sandbox: Sandbox, tmp_path: Path) -> Iterator[CallPath]:
                     kubelet.address,
                     edge,
                     cut_calls=lambda: kubelet.cut_calls,
+                    patch_region=lambda name, patch: sandbox.admin.patch(
+                        f"/apis/voiceop.dev/v1alpha1/regions/{name}", patch
+                    ),
                 )
                 wait_for(lambda: path.ready_pods("eu-west") and path.ready_pods("us-east"), timeout=90, what="pods")
                 yield path

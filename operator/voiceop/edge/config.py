@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -98,6 +99,16 @@ class EdgeTables:
     routes: dict[str, int] = field(default_factory=dict)
 
 
+def stable_set_id(key: tuple[str, str], taken: set[int]) -> int:
+    """A dispatcher set id from the Service's name alone, so that it never changes when other
+    sets come or go: the dispatcher list and the routes table are reloaded one after the
+    other, and an id that moved would send calls to another Service in between."""
+    set_id = zlib.crc32(f"{key[0]}/{key[1]}".encode()) % 2_000_000_000 + 1
+    while set_id in taken:  # a collision: the next free id (the sorted order keeps it stable)
+        set_id = set_id % 2_000_000_000 + 1
+    return set_id
+
+
 def parse_target(target: str, where: str) -> tuple[str, str, str, int, str]:
     match = _TARGET.match(target)
     if match is None:
@@ -121,7 +132,7 @@ def _routes_entries(namespace: str, table: Mapping[str, Any]) -> list[dict[str, 
 def build_tables(
     routes_by_namespace: Mapping[str, Mapping[str, Any]], endpoints: Iterable[MediaEndpoint]
 ) -> EdgeTables:
-    """Sets numbered in a stable order (namespace, service), so a reload keeps their ids."""
+    """One set per media Service named by any route, with a stable id (stable_set_id)."""
     tables = EdgeTables()
     targets: dict[tuple[str, str], tuple[str, int, str]] = {}
     for namespace in sorted(routes_by_namespace):
@@ -134,7 +145,10 @@ def build_tables(
                     )
                     scheme, ns, service, port, transport = parse_target(str(region.get("target")), where)
                     targets[(ns, service)] = (scheme, port, transport)
-    for set_id, (key, (scheme, port, transport)) in enumerate(sorted(targets.items()), start=1):
+    taken: set[int] = set()
+    for key, (scheme, port, transport) in sorted(targets.items()):
+        set_id = stable_set_id(key, taken)
+        taken.add(set_id)
         tables.sets[key] = MediaSet(set_id, key[0], key[1], scheme, port, transport)
         tables.members[set_id] = []
     for endpoint in sorted(endpoints):
@@ -186,7 +200,7 @@ def _htable(rows: Mapping[str, str | int]) -> str:
 
 def dispatcher_list(tables: EdgeTables) -> str:
     lines = ["# setid destination flags priority attrs  (voiceop: one set per agent x region)"]
-    for media_set in sorted(tables.sets.values(), key=lambda s: s.set_id):
+    for media_set in sorted(tables.sets.values(), key=lambda s: (s.namespace, s.service)):
         members = tables.members[media_set.set_id]
         lines.append(
             f"# set {media_set.set_id}: {media_set.namespace}/{media_set.service} ({len(members)} ready)"

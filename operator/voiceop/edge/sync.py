@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,7 @@ class EdgeSync:
         self.endpoints: dict[tuple[str, str], list[MediaEndpoint]] = {}
         self.written: dict[str, str] = {}
         self.kamailio_seen: tuple[int, int] | None = None  # the Kamailio last fully reloaded
+        self.mtimes: dict[str, int] = {}  # table file -> the mtime it was last given
         self.changed = asyncio.Event()
         self.listed: set[tuple[str, str | None]] = set()
         self.all_listed = asyncio.Event()
@@ -199,7 +201,11 @@ class EdgeSync:
         changed = [name for name, text in desired.items() if self.written.get(name) != text]
         if not changed:
             return []
-        write_files(Path(self.settings.config_dir), {name: desired[name] for name in changed})
+        directory = Path(self.settings.config_dir)
+        write_files(directory, {name: desired[name] for name in changed})
+        for name in changed:
+            if name.startswith(f"{TABLES}/"):
+                self._distinct_mtime(directory / name)
         self.written.update({name: desired[name] for name in changed})
         # A Kamailio that is not up yet, or has restarted, reads every file when it starts:
         # _reload_if_restarted reloads them all once it answers.
@@ -209,6 +215,15 @@ class EdgeSync:
         self.syncs += 1
         logger.info("edge tables synced (%s)", ", ".join(changed))
         return changed
+
+    def _distinct_mtime(self, path: Path) -> None:
+        """db_text reloads a table only when the file's mtime, in whole seconds, has changed:
+        two writes within one second would leave Kamailio on the first. Each write gets a
+        second of its own (at most a few seconds ahead of the clock under a burst of changes)."""
+        previous = self.mtimes.get(path.name, 0)
+        mtime = max(int(time.time()), previous + 1)
+        os.utime(path, (mtime, mtime))
+        self.mtimes[path.name] = mtime
 
     async def _reload(self, names: Sequence[str]) -> None:
         assert self.kamailio is not None
