@@ -110,7 +110,11 @@ class Sandbox:
 
 def service_account_kubeconfig(sandbox: Sandbox, account: str, path: Path) -> Path:
     """A kubeconfig with a token of `account` (in the operator's namespace)."""
-    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 86400}}
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 86400},
+    }
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -131,7 +135,9 @@ def edge_identity(sandbox: Sandbox, path: Path) -> Path:
 
     values = {"edge": {"enabled": True, "endpointsFrom": "pods"}}
     for obj in render(values):
-        if obj["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding") and obj["metadata"]["name"].endswith("-edge"):
+        if obj["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding") and obj["metadata"][
+            "name"
+        ].endswith("-edge"):
             sandbox.admin.apply(sandbox.discovery.path(obj), obj)
     return service_account_kubeconfig(sandbox, "voiceop-edge", path)
 

@@ -212,7 +212,14 @@ class CallPath:
         return [
             (
                 p["metadata"]["name"],
-                next((c["status"] for c in (p.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), "-"),
+                next(
+                    (
+                        c["status"]
+                        for c in (p.get("status") or {}).get("conditions") or []
+                        if c["type"] == "Ready"
+                    ),
+                    "-",
+                ),
                 (p["metadata"].get("annotations") or {}).get("voiceop.dev/draining-since", ""),
             )
             for p in self.pods()
@@ -260,13 +267,21 @@ def scale_out_and_in_under_load(path: CallPath, region: str = "eu-west") -> None
         # Up: 0.3 -> 0.9 calls/s (up to 9 at once on 3-slot pods), then 0.3/s (3 at once) while
         # the scaler drains, then nothing while the last pods go.
         up = path.callers(
-            [GB, IE], calls=40, rate=0.3, hold_ms=10_000, max_concurrent=40, timeout_s=150, rate_increase=(0.3, 0.9, 8)
+            [GB, IE],
+            calls=40,
+            rate=0.3,
+            hold_ms=10_000,
+            max_concurrent=40,
+            timeout_s=150,
+            rate_increase=(0.3, 0.9, 8),
         ).run()
         down = path.callers([GB, IE], calls=12, rate=0.3, hold_ms=10_000, timeout_s=90).run()
         if up.failed or down.failed:
             report = path.edge.config_dir / "sipp-errors.log"
             report.write_text(up.errors + "\n---\n" + down.errors)
-            raise AssertionError(f"failed calls: up {up.rejections}, down {down.rejections}; sipp's errors in {report}")
+            raise AssertionError(
+                f"failed calls: up {up.rejections}, down {down.rejections}; sipp's errors in {report}"
+            )
         assert (up.successful, down.successful) == (40, 12)
         try:
             wait_for(lambda: path.ready_pods(region) == 1, timeout=150, what="scale in to one pod")

@@ -30,13 +30,19 @@ def call_path(sandbox: Sandbox, tmp_path: Path) -> Iterator[CallPath]:
         sandbox.apply_all(world)
         with operator_process(sandbox, tmp_path):
             wait_for(
-                lambda: condition(sandbox.get("voiceop.dev/v1alpha1", "VoiceAgent", NS, "hotline"), "Ready").get("status")
-                == "True",
+                lambda: (
+                    condition(sandbox.get("voiceop.dev/v1alpha1", "VoiceAgent", NS, "hotline"), "Ready").get(
+                        "status"
+                    )
+                    == "True"
+                ),
                 timeout=120,
                 what="agent Ready",
             )
             kubeconfig = edge_identity(sandbox, tmp_path / "edge.kubeconfig")
-            with SyncedEdge(kubeconfig, tmp_path / "edge", address="127.0.0.1", port=5062, namespaces=(NS,)) as edge:
+            with SyncedEdge(
+                kubeconfig, tmp_path / "edge", address="127.0.0.1", port=5062, namespaces=(NS,)
+            ) as edge:
                 path = CallPath(
                     NS,
                     lambda: sandbox.list("v1", "Pod", NS, "voiceop.dev/agent=hotline"),
@@ -47,7 +53,9 @@ def call_path(sandbox: Sandbox, tmp_path: Path) -> Iterator[CallPath]:
                         f"/apis/voiceop.dev/v1alpha1/regions/{name}", patch
                     ),
                 )
-                wait_for(lambda: path.ready_pods("eu-west") and path.ready_pods("us-east"), timeout=90, what="pods")
+                wait_for(
+                    lambda: path.ready_pods("eu-west") and path.ready_pods("us-east"), timeout=90, what="pods"
+                )
                 yield path
                 assert "forbidden" not in edge.sync_log.read_text().lower(), edge.sync_log.read_text()[-2000:]
     finally:

@@ -135,6 +135,37 @@ class CallerResult:
     rejections: dict[int, int] = field(default_factory=dict)  # final SIP code of failed calls
     output: str = ""
     errors: str = ""  # sipp's error log: the unexpected messages, for a failure report
+    setup_ms: list[float] = field(default_factory=list)  # INVITE sent -> 200 received, per call
+
+
+_MESSAGE = re.compile(
+    r"^(?P<date>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6})\n(?P<way>UDP message (?:sent|received))[^\n]*\n+(?P<first>[^\r\n]*)",
+    re.MULTILINE,
+)
+_CALL_ID = re.compile(r"^Call-ID: *(\S+)", re.MULTILINE | re.IGNORECASE)
+
+
+def _setup_times(messages: Path) -> list[float]:
+    """Per call, ms from its first INVITE sent to its 200 received, from sipp's message log."""
+    import datetime
+
+    if not messages.exists():
+        return []
+    text = messages.read_text(errors="replace")
+    sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
+    for block in text.split("----------------------------------------------- ")[1:]:
+        match = _MESSAGE.match(block)
+        call = _CALL_ID.search(block)
+        if match is None or call is None:
+            continue
+        at = datetime.datetime.strptime(match["date"], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        first = match["first"]
+        if match["way"].endswith("sent") and first.startswith("INVITE "):
+            sent.setdefault(call.group(1), at)
+        elif first.startswith("SIP/2.0 200") and "INVITE" in block.split("CSeq:", 1)[-1].split("\n", 1)[0]:
+            answered.setdefault(call.group(1), at)
+    return [1000 * (answered[c] - sent[c]) for c in sent if c in answered]
 
 
 def _duration_ms(text: str) -> float:
@@ -163,11 +194,14 @@ class Callers:
         local_port: int = 5090,
         timeout_s: float = 120.0,
         rate_increase: tuple[float, float, int] | None = None,
+        measure_setup: bool = False,
     ) -> None:
         """`rate_increase`: (step, max, every_s): the rate grows by step every every_s seconds."""
         self.rate_increase = rate_increase
         # VOICEOP_SIPP_TRACE=1: keep every message sipp saw, and its work folder (printed).
         self.trace = os.environ.get("VOICEOP_SIPP_TRACE") == "1"
+        # sipp's own response times have 1 ms resolution; its message log has microseconds.
+        self.measure_setup = measure_setup
         self.edge = (_loopback(edge[0]), edge[1])
         self.called = called
         self.callers = callers
@@ -205,7 +239,7 @@ class Callers:
             "-trace_stat", "-stf", str(self.workdir / "stat.csv"),
             "-trace_err", "-error_file", str(self.workdir / "errors.log"),
             *self._rate_options(),
-            *(["-trace_msg", "-message_file", str(self.workdir / "messages.log")] if self.trace else []),
+            *(["-trace_msg", "-message_file", str(self.workdir / "messages.log")] if self.trace or self.measure_setup else []),
         ]  # fmt: skip
 
     def _rate_options(self) -> list[str]:
@@ -261,12 +295,13 @@ class Callers:
             for match in _REJECTION.finditer(error_text):
                 status = int(match.group(1))
                 rejections[status] = rejections.get(status, 0) + 1
+        setup_ms = _setup_times(self.workdir / "messages.log") if self.measure_setup else []
         if self.trace:
             error_text = f"(sipp's files kept in {self.workdir})\n" + error_text
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return CallerResult(
-            code, successful, failed, response_ms, rejections, output[-3000:], error_text[:6000]
+            code, successful, failed, response_ms, rejections, output[-3000:], error_text[:6000], setup_ms
         )
 
 
