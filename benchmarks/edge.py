@@ -168,7 +168,7 @@ def reload_times(workdir: Path, repeats: int) -> tuple[list[float], list[float]]
                 configmap["data"] = {"routes.json": json.dumps(routes_table(first, second))}
                 started = time.perf_counter()
                 server.apply(copy.deepcopy(configmap))
-                wait_until(lambda: served() != before, 10)
+                wait_until(lambda before=before: served() != before, 10)
                 through_api.append(time.perf_counter() - started)
                 time.sleep(1.1)  # past the dispatcher's reload limit, as a steady stream of changes
             # Baseline: the same change as files written and reloaded, no API server in between.
@@ -192,7 +192,7 @@ def reload_times(workdir: Path, repeats: int) -> tuple[list[float], list[float]]
                 )  # as the sync does: db_text reads whole seconds
                 os.utime(routes_file, (bumped, bumped))
                 asyncio.run(control.reload(["htable.reload", "routes"]))
-                wait_until(lambda: served() != before, 10)
+                wait_until(lambda before=before: served() != before, 10)
                 alone.append(time.perf_counter() - started)
         return through_api, alone
 
