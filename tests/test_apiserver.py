@@ -319,3 +319,44 @@ def test_injected_faults_answer_once(server: LoopbackApiServer) -> None:
 def test_listens_on_loopback_only() -> None:
     with pytest.raises(ValueError):
         LoopbackApiServer(host="0.0.0.0")
+
+
+def test_the_pod_simulator_deletes_pods_in_the_replicaset_controllers_order() -> None:
+    """Unscheduled, Pending and not-Ready pods go before pod-deletion-cost is looked at."""
+    from voiceop.sandbox.pods import deletion_order
+
+    def pod(
+        name: str,
+        *,
+        phase: str = "Running",
+        ready: bool = True,
+        cost: int = 0,
+        node: bool = True,
+        created: str = "2026-01-01T00:00:00Z",
+        ready_at: str = "2026-01-01T00:01:00Z",
+    ) -> dict:
+        return {
+            "metadata": {"name": name, "creationTimestamp": created,
+                         "annotations": {"controller.kubernetes.io/pod-deletion-cost": str(cost)}},
+            "spec": {"nodeName": "n1"} if node else {},
+            "status": {"phase": phase, "conditions": [
+                {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": ready_at}]},
+        }  # fmt: skip
+
+    pods = [
+        pod("drained-cheapest", cost=-1000),
+        pod("pending", phase="Pending", ready=False, cost=500),
+        pod("unscheduled", phase="Pending", ready=False, cost=900, node=False),
+        pod("not-ready", ready=False, cost=700),
+        pod("ready-recently", ready_at="2026-01-01T00:05:00Z"),
+        pod("ready-long-ago", ready_at="2026-01-01T00:00:30Z"),
+    ]
+    order = [p["metadata"]["name"] for p in sorted(pods, key=deletion_order)]
+    assert order == [
+        "unscheduled",
+        "pending",
+        "not-ready",
+        "drained-cheapest",
+        "ready-recently",
+        "ready-long-ago",
+    ]

@@ -91,6 +91,40 @@ def write_downward_annotations(path: Path, annotations: dict[str, str]) -> None:
     temporary.replace(path)
 
 
+_PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+
+def _newest_first(timestamp: str) -> str:
+    """RFC 3339 timestamps sort as text; this key sorts the newest first."""
+    return "".join(chr(0x10FFFF - ord(c)) for c in timestamp)
+
+
+def deletion_order(pod: dict[str, Any]) -> tuple[Any, ...]:
+    """The ReplicaSet controller's victim order (controller.ActivePodsWithRanks, Kubernetes
+    1.22+): unscheduled, then Pending before Running, not Ready before Ready, then the lowest
+    pod-deletion-cost, then the most recently Ready, then the newest. (Its spread rank, pods on
+    nodes with more siblings first, and restart counts are left out: the simulator has no nodes
+    and restarts nothing.)"""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    ready = condition_status(pod, "Ready") == "True"
+    ready_since = next(
+        (
+            c.get("lastTransitionTime") or ""
+            for c in status.get("conditions") or []
+            if c.get("type") == "Ready"
+        ),
+        "",
+    )
+    return (
+        1 if (pod.get("spec") or {}).get("nodeName") else 0,
+        _PHASE_RANK.get(status.get("phase", "Pending"), 0),
+        ready,
+        int((meta.get("annotations") or {}).get(DELETION_COST, "0")),
+        _newest_first(ready_since) if ready else "",
+        _newest_first(meta.get("creationTimestamp", "")),
+    )
+
+
 class PodSimulator:
     def __init__(
         self, store: Store, *, grace_cap_seconds: float | None = None, tick_seconds: float = 0.2
@@ -178,13 +212,7 @@ class PodSimulator:
         for _ in range(want - len(alive)):
             self._create_pod(deployment)
         if len(alive) > want:
-
-            def order(pod: dict[str, Any]) -> tuple[int, int, str]:
-                cost = int((pod["metadata"].get("annotations") or {}).get(DELETION_COST, "0"))
-                ready = condition_status(pod, "Ready") == "True"
-                return (cost, ready, "~" + pod["metadata"]["creationTimestamp"])  # newest first
-
-            for victim in sorted(alive, key=order)[: len(alive) - want]:
+            for victim in sorted(alive, key=deletion_order)[: len(alive) - want]:
                 self._terminate(victim, deployment)
 
     def _create_pod(self, deployment: dict[str, Any]) -> None:
