@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voiceop.edge.config import MediaEndpoint, build_tables, edge_files, table_files
 from voiceop.edge.sync import Kamailio
 from voiceop.inputs.files import write_files
+from voiceop.render.edge.config import MediaEndpoint, build_tables, edge_files, table_files
 from voiceop.sandbox.apiserver import LoopbackApiServer
 from voiceop.sandbox.mediasim import media_sim_command
 from voiceop.sandbox.pods import http_get

@@ -17,8 +17,8 @@ import pytest
 
 from conftest import require_program
 from voiceop.api.wire import REGION_LABEL
-from voiceop.edge.config import MediaEndpoint, edge_files, routes_of_configmap
 from voiceop.inputs.files import write_files
+from voiceop.render.edge.config import MediaEndpoint, edge_files, routes_of_configmap
 from voiceop.sandbox.mediasim import media_sim_command
 from voiceop.sandbox.pods import http_get
 from voiceop.sandbox.sip import CallerResult, Callers, KamailioEdge, SyncedEdge

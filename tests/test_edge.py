@@ -12,11 +12,17 @@ import yaml
 
 from conftest import EXAMPLES, example_object, require_program
 from voiceop.api import parse_object
-from voiceop.edge import callers
-from voiceop.edge.config import EdgeSettings, MediaEndpoint, build_tables, edge_files, routes_of_configmap
-from voiceop.edge.endpoints import from_endpointslice, from_pod, media_endpoints
 from voiceop.inputs.loading import load_inventory
 from voiceop.render import render_all
+from voiceop.render.edge import callers
+from voiceop.render.edge.config import (
+    EdgeSettings,
+    MediaEndpoint,
+    build_tables,
+    edge_files,
+    routes_of_configmap,
+)
+from voiceop.render.edge.endpoints import from_endpointslice, from_pod, media_endpoints
 
 NS = "contact-center"
 
@@ -72,7 +78,7 @@ def set_of(tables: Any, service: str) -> int:
 
 
 def test_one_set_per_agent_and_region_with_only_ready_pods_in_fill_order(tables: Any) -> None:
-    from voiceop.edge.config import dispatcher_list
+    from voiceop.render.edge.config import dispatcher_list
 
     assert len(tables.sets) == 5  # billing x 3 regions, support x 2
     eu, us = set_of(tables, "billing-eu-west"), set_of(tables, "billing-us-east")
@@ -121,7 +127,7 @@ def test_a_region_in_maintenance_is_absent(examples: Any) -> None:
 
 
 def test_db_text_escapes_colons_in_keys() -> None:
-    from voiceop.edge.config import _htable
+    from voiceop.render.edge.config import _htable
 
     assert _htable({"agent@voice.example.com:5061": "ns/e"}).splitlines()[1] == (
         "agent@voice.example.com\\:5061:0:0:ns/e:0"

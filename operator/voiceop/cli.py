@@ -63,8 +63,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_edge_render(args: argparse.Namespace) -> int:
-    from voiceop.edge.config import EdgeSettings
     from voiceop.edge.offline import render_edge
+    from voiceop.render.edge.config import EdgeSettings
 
     output = Path(args.output)
     settings = EdgeSettings(
@@ -82,8 +82,8 @@ def cmd_edge_render(args: argparse.Namespace) -> int:
 
 
 def cmd_edge_sync(args: argparse.Namespace) -> int:
-    from voiceop.edge.config import EdgeSettings
     from voiceop.edge.sync import main as sync_main
+    from voiceop.render.edge.config import EdgeSettings
 
     settings = EdgeSettings(
         config_dir=str(Path(args.config_dir).resolve()), listens=tuple(args.listen or DEFAULT_LISTEN)

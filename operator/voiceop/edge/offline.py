@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voiceop.api.wire import ROUTES_CONFIGMAP
-from voiceop.edge.config import EdgeInputError, EdgeSettings, MediaEndpoint, edge_files, routes_of_configmap
-from voiceop.edge.endpoints import from_endpointslice, from_pod
 from voiceop.inputs.loading import load_inventory
 from voiceop.inputs.yamlio import read_manifests
 from voiceop.render import NameConflict, render_all
+from voiceop.render.edge.config import (
+    EdgeInputError,
+    EdgeSettings,
+    MediaEndpoint,
+    edge_files,
+    routes_of_configmap,
+)
+from voiceop.render.edge.endpoints import from_endpointslice, from_pod
 
 
 @dataclass

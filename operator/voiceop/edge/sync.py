@@ -22,7 +22,9 @@ from typing import Any
 
 from voiceop.api.kinds import KINDS, Kind
 from voiceop.api.wire import COMPONENT_LABEL, MANAGED_BY, MANAGER, ROUTES_CONFIGMAP
-from voiceop.edge.config import (
+from voiceop.inputs.files import write_files
+from voiceop.kube import ApiError, KubeClient, LoginError, connection_from_environment
+from voiceop.render.edge.config import (
     DISPATCHER_LIST,
     TABLES,
     EdgeInputError,
@@ -33,9 +35,7 @@ from voiceop.edge.config import (
     routes_of_configmap,
     table_files,
 )
-from voiceop.edge.endpoints import from_endpointslice, from_pod
-from voiceop.inputs.files import write_files
-from voiceop.kube import ApiError, KubeClient, LoginError, connection_from_environment
+from voiceop.render.edge.endpoints import from_endpointslice, from_pod
 
 logger = logging.getLogger("voiceop.edge")
 DEBOUNCE_SECONDS = 0.1

@@ -13,14 +13,20 @@ from typing import Any
 import jinja2
 import yaml
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("voiceop.render", "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
+
+def template_environment(package: str) -> jinja2.Environment:
+    """jinja2 over `<package>/templates`: undefined names fail, blocks leave no blank lines."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader(package, "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+_ENV = template_environment("voiceop.render")
 # JSON's surrogate-pair escapes (\ud83d\ude00) are not YAML; YAML spells them \U0001f600.
 # Escaped backslashes are matched first so that `\\ud83d` stays literal text.
 _ESCAPE = re.compile(r"\\(?:\\|u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2}))")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from voiceop.edge.config import EdgeSettings
+from voiceop.render.edge.config import EdgeSettings
 
 # sipp takes integer rates: calls per RATE_PERIOD_S seconds, so 0.5 calls/s is -r 5 -rp 10s.
 RATE_PERIOD_S = 10

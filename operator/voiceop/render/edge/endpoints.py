@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from voiceop.api.wire import AGENT_LABEL, REGION_LABEL
-from voiceop.edge.config import EdgeInputError, MediaEndpoint
+from voiceop.render.edge.config import EdgeInputError, MediaEndpoint
 from voiceop.render.names import media_name
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"

@@ -93,6 +93,6 @@ def shipped_document() -> str:
     return json.dumps(document, indent=0, sort_keys=True) + "\n"
 
 
-if __name__ == "__main__":  # python -m voiceop.edge.callers: derive the shipped table again
+if __name__ == "__main__":  # python -m voiceop.render.edge.callers: derive the shipped table again
     SHIPPED.write_text(shipped_document(), encoding="utf-8")
     print(f"wrote {SHIPPED}", file=sys.stderr)

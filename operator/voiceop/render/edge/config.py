@@ -18,6 +18,7 @@ The config file itself (`kamailio.cfg`) depends only on the settings.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import zlib
@@ -26,22 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-import jinja2
-
-from voiceop.edge.callers import caller_prefixes
+from voiceop.render.edge.callers import caller_prefixes
+from voiceop.render.templates import template_environment
 
 DISPATCHER_LIST = "dispatcher.list"
 TABLES = "tables"
 ANY_COUNTRY = "*"
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("voiceop.edge", "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
+_ENV = template_environment("voiceop.render.edge")
 # sip:media-a-eu.ns.svc:5060;transport=udp (render/routes.py's media_targets)
 _TARGET = re.compile(
     r"^(?P<scheme>sips?):(?P<service>[a-z0-9-]+)\.(?P<namespace>[a-z0-9-]+)\.svc:(?P<port>\d+)"
@@ -226,13 +219,8 @@ def table_files(tables: EdgeTables) -> dict[str, str]:
 def kamailio_cfg(settings: EdgeSettings) -> str:
     directory = PurePosixPath(settings.config_dir)
     return _ENV.get_template("kamailio.cfg.j2").render(
-        listens=settings.listens,
-        children=settings.children,
-        log_level=settings.log_level,
+        **dataclasses.asdict(settings),
         control_socket=settings.control_socket,
-        response_timeout_ms=settings.response_timeout_ms,
-        answer_timeout_ms=settings.answer_timeout_ms,
-        ping_interval_s=settings.ping_interval_s,
         tables_dir=str(directory / TABLES),
         dispatcher_list=str(directory / DISPATCHER_LIST),
     )
