@@ -168,3 +168,23 @@ def test_bundled_traces_parse() -> None:
         "eu-west",
         "us-east",
     }
+
+
+def test_filling_pods_in_a_fixed_order_frees_pods_sooner_than_spreading() -> None:
+    """The SIP edge fills pods in name order; the scaler can then drain pods that are empty."""
+    from dataclasses import replace as replaced
+    from pathlib import Path
+
+    from voiceop.scaling.policy import ScalingConfig
+    from voiceop.scaling.simulator import read_trace, simulate, summarize
+
+    trace = read_trace(Path(__file__).resolve().parent.parent / "benchmarks" / "traces" / "burst.csv")
+    config = replaced(
+        ScalingConfig(calls_per_pod=10, target_utilization=0.7, pod_startup_seconds=10.0),
+        scale_down_delay_seconds=60.0,
+    )
+    fill = summarize("builtin", simulate(trace, "builtin", config, "fill"))
+    spread = summarize("builtin", simulate(trace, "builtin", config, "spread"))
+    assert fill["dropped"] == spread["dropped"] == 0
+    assert fill["rejected"] <= spread["rejected"]
+    assert fill["pod_seconds"] < 0.95 * spread["pod_seconds"]

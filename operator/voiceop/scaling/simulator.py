@@ -1,8 +1,10 @@
 """A discrete-event simulation of media pods serving a call trace under an autoscaler.
 
 Events, in time order: calls end, pods become ready, pods are killed, autoscalers tick,
-metrics are sampled, calls arrive. A call is placed on the serving pod with the fewest calls
-that has a free slot (least-connections, as a SIP edge does) and is rejected when none has.
+metrics are sampled, calls arrive. A call is placed on a serving pod with a free slot and is
+rejected when none has: by `placement`, `fill` takes the first pod in a fixed order (voiceop's
+SIP edge orders a set's pods by name: a fixed order that new pods join anywhere, modelled by a
+hash of the name), `spread` the pod with the fewest calls (least-connections).
 A pod an autoscaler removes stops taking calls at once; calls still on it when its grace
 period ends are dropped. Regions are simulated side by side, each with its own autoscaler.
 
@@ -18,6 +20,7 @@ import csv
 import heapq
 import itertools
 import math
+import zlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,8 +95,21 @@ class RegionResult:
     timeline: list[tuple[float, int, int, int]] = field(default_factory=list)
 
 
+PLACEMENTS = ("spread", "fill")
+
+
 class RegionSim:
-    def __init__(self, name: str, autoscaler: Autoscaler, config: ScalingConfig, startup: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        autoscaler: Autoscaler,
+        config: ScalingConfig,
+        startup: float,
+        placement: str = "spread",
+    ) -> None:
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, not {placement!r}")
+        self.placement = placement
         self.name = name
         self.autoscaler = autoscaler
         self.config = config
@@ -231,7 +247,10 @@ class RegionSim:
         open_pods = (
             p for p in self.pods.values() if p.state == "serving" and len(p.calls) < self.config.calls_per_pod
         )
-        best = min(open_pods, key=lambda p: len(p.calls), default=None)
+        if self.placement == "fill":
+            best = min(open_pods, key=lambda p: zlib.crc32(p.name.encode()), default=None)
+        else:
+            best = min(open_pods, key=lambda p: len(p.calls), default=None)
         if best is None:
             self.result.rejected += 1
             return
@@ -338,12 +357,14 @@ def oracle(calls: Sequence[Call], config: ScalingConfig) -> dict[str, RegionResu
     return results
 
 
-def simulate(calls: Sequence[Call], policy: str, config: ScalingConfig) -> dict[str, RegionResult]:
+def simulate(
+    calls: Sequence[Call], policy: str, config: ScalingConfig, placement: str = "spread"
+) -> dict[str, RegionResult]:
     if policy == "oracle":
         return oracle(calls, config)
     end = trace_end(calls)
     regions = {
-        name: RegionSim(name, make_autoscaler(policy, config), config, config.pod_startup_seconds)
+        name: RegionSim(name, make_autoscaler(policy, config), config, config.pod_startup_seconds, placement)
         for name in sorted({c.region for c in calls})
     }
     Simulation().run(calls, regions, end)
