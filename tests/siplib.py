@@ -244,8 +244,8 @@ GB, IE, US = "+442071234567", "+35318881234", "+12125550123"
 def scale_out_and_in_under_load(path: CallPath, region: str = "eu-west") -> None:
     """sipp load up then down through the edge: pods scale out and in, and no call fails.
 
-    Calls last 10 s, longer than the scale-down delay (4 s) plus the drain, so pods are
-    drained and removed while calls are live; the fixture caps the kubelet's grace at 1 s,
+    Calls last 10 s, longer than the scale-down delay (4 s) plus the drain, and a steady
+    stream keeps calls live through the scale-in; the fixture caps the kubelet's grace at 1 s,
     so a scale-in that removed a pod with a call WOULD fail one (sipp counts a BYE that
     gets no 200, and the kubelet counts the calls it cut).
     """
@@ -264,25 +264,22 @@ def scale_out_and_in_under_load(path: CallPath, region: str = "eu-west") -> None
     watcher = threading.Thread(target=watch_pods, daemon=True)
     watcher.start()
     try:
-        # Up: 0.3 -> 0.9 calls/s (up to 9 at once on 3-slot pods), then 0.3/s (3 at once) while
-        # the scaler drains, then nothing while the last pods go.
-        up = path.callers(
-            [GB, IE],
-            calls=40,
-            rate=0.3,
-            hold_ms=10_000,
-            max_concurrent=40,
-            timeout_s=150,
-            rate_increase=(0.3, 0.9, 8),
+        # A steady stream (0.3 calls/s of 10 s calls, about 3 at once) for two minutes, and on
+        # top of it a burst rising 0.3 -> 0.9 calls/s (up to 9 more at once on 3-slot pods):
+        # pods scale out for the burst and in after it while the steady calls are live on them.
+        steady = path.callers([IE], calls=36, rate=0.3, hold_ms=10_000, max_concurrent=40, timeout_s=200).start()
+        time.sleep(5)
+        burst = path.callers(
+            [GB], calls=30, rate=0.3, hold_ms=10_000, max_concurrent=40, timeout_s=150, rate_increase=(0.3, 0.9, 8)
         ).run()
-        down = path.callers([GB, IE], calls=12, rate=0.3, hold_ms=10_000, timeout_s=90).run()
-        if up.failed or down.failed:
+        steady_result = steady.wait()
+        if burst.failed or steady_result.failed:
             report = path.edge.config_dir / "sipp-errors.log"
-            report.write_text(up.errors + "\n---\n" + down.errors)
+            report.write_text(burst.errors + "\n---\n" + steady_result.errors)
             raise AssertionError(
-                f"failed calls: up {up.rejections}, down {down.rejections}; sipp's errors in {report}"
+                f"failed calls: burst {burst.rejections}, steady {steady_result.rejections}; sipp's errors in {report}"
             )
-        assert (up.successful, down.successful) == (40, 12)
+        assert (burst.successful, steady_result.successful) == (30, 36)
         try:
             wait_for(lambda: path.ready_pods(region) == 1, timeout=150, what="scale in to one pod")
         except AssertionError as error:
