@@ -267,10 +267,18 @@ def scale_out_and_in_under_load(path: CallPath, region: str = "eu-west") -> None
         # A steady stream (0.3 calls/s of 10 s calls, about 3 at once) for two minutes, and on
         # top of it a burst rising 0.3 -> 0.9 calls/s (up to 9 more at once on 3-slot pods):
         # pods scale out for the burst and in after it while the steady calls are live on them.
-        steady = path.callers([IE], calls=36, rate=0.3, hold_ms=10_000, max_concurrent=40, timeout_s=200).start()
+        steady = path.callers(
+            [IE], calls=36, rate=0.3, hold_ms=10_000, max_concurrent=40, timeout_s=200
+        ).start()
         time.sleep(5)
         burst = path.callers(
-            [GB], calls=30, rate=0.3, hold_ms=10_000, max_concurrent=40, timeout_s=150, rate_increase=(0.3, 0.9, 8)
+            [GB],
+            calls=30,
+            rate=0.3,
+            hold_ms=10_000,
+            max_concurrent=40,
+            timeout_s=150,
+            rate_increase=(0.3, 0.9, 8),
         ).run()
         steady_result = steady.wait()
         if burst.failed or steady_result.failed:

@@ -8,6 +8,7 @@ import copy
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,64 @@ def test_kubectl_explain_prints_the_field_descriptions(sandbox: Sandbox) -> None
     out = result.stdout
     assert "targetUtilization" in out and "scaleDownDelaySeconds" in out
     assert "DESCRIPTION" in out.upper() and len(out.splitlines()) > 10
+
+
+GENERATION_PROBES = [
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gen-probe"}, "data": {"a": "b"}},
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gen-probe"}, "stringData": {"a": "b"}},
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "gen-probe"},
+        "spec": {"selector": {"a": "b"}, "ports": [{"port": 5060, "protocol": "UDP"}]},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "gen-probe"},
+        "spec": {"containers": [{"name": "c", "image": "media-sim"}]},
+    },
+    {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "gen-probe"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+        },
+    },
+]
+
+
+@pytest.mark.parametrize("obj", GENERATION_PROBES, ids=lambda o: o["kind"])
+def test_the_loopback_server_keeps_generation_for_the_kinds_the_real_one_does(
+    sandbox: Sandbox, obj: dict[str, Any]
+) -> None:
+    from voiceop.sandbox.apiserver import LoopbackApiServer
+
+    _ensure_namespace(sandbox, "generation")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            created = sandbox.admin.request(
+                "POST",
+                sandbox.discovery.path(obj, named=False, namespace="generation"),
+                {**obj, "metadata": {**obj["metadata"], "namespace": "generation"}},
+                params={"dryRun": "All"},
+            )
+            break
+        except RestError as error:  # a Pod waits for the namespace's default ServiceAccount
+            if "serviceaccount" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    with LoopbackApiServer() as server:
+        server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "generation"}})
+        loopback = server.apply(
+            {**copy.deepcopy(obj), "metadata": {**obj["metadata"], "namespace": "generation"}}
+        )
+    assert ("generation" in loopback["metadata"]) == ("generation" in created["metadata"]), created[
+        "metadata"
+    ]

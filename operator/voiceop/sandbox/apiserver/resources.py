@@ -5,6 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+_NO_GENERATION = frozenset(
+    {
+        ("", "configmaps"),
+        ("", "secrets"),
+        ("", "services"),
+        ("", "events"),
+        ("events.k8s.io", "events"),
+        ("", "namespaces"),
+        ("", "serviceaccounts"),
+        ("", "endpoints"),
+        ("discovery.k8s.io", "endpointslices"),
+        ("coordination.k8s.io", "leases"),
+        ("", "nodes"),
+    }
+)
+
 
 @dataclass(frozen=True)
 class ResourceType:
@@ -22,6 +38,13 @@ class ResourceType:
     label_selector_path: str | None = None
     # OpenAPI schema of a custom resource: defaults and validation on writes.
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def has_generation(self) -> bool:
+        """Whether kube-apiserver keeps metadata.generation for this kind: custom resources and
+        kinds with a desired state do; ConfigMaps, Secrets, Services, Events, Namespaces and
+        the like have none (checked against kube-apiserver v1.37)."""
+        return (self.group, self.plural) not in _NO_GENERATION
 
     @property
     def api_version(self) -> str:

@@ -194,7 +194,11 @@ class Store(FaultsAndCounts, Watching):
                 meta["namespace"] = ns
             else:
                 meta.pop("namespace", None)
-            meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso(), generation=1)
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso())
+            if rtype.has_generation:
+                meta["generation"] = 1
+            else:
+                meta.pop("generation", None)
             meta.pop("deletionTimestamp", None)
             self._bump(obj)
             self._table(rtype)[(ns, name)] = obj
@@ -264,7 +268,9 @@ class Store(FaultsAndCounts, Watching):
         new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
         if new == old:
             return {**copy.deepcopy(old), "apiVersion": rtype.api_version}  # a no-op write
-        if _without(new, "metadata", "status") != _without(old, "metadata", "status"):
+        if rtype.has_generation and _without(new, "metadata", "status") != _without(
+            old, "metadata", "status"
+        ):
             meta["generation"] = old_meta.get("generation", 1) + 1
         if "deletionTimestamp" in meta and not meta.get("finalizers"):
             self._remove(rtype, key)
@@ -353,7 +359,8 @@ class Store(FaultsAndCounts, Watching):
                     new = copy.deepcopy(obj)
                     new["metadata"]["deletionTimestamp"] = now_iso()
                     new["metadata"]["deletionGracePeriodSeconds"] = 0
-                    new["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
+                    if rtype.has_generation:
+                        new["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
                     self._bump(new)
                     self._table(rtype)[key] = new
                     self._emit("MODIFIED", rtype, obj, new)
