@@ -52,6 +52,9 @@ def call_path(sandbox: Sandbox, tmp_path: Path) -> Iterator[CallPath]:
                     patch_region=lambda name, patch: sandbox.admin.patch(
                         f"/apis/voiceop.dev/v1alpha1/regions/{name}", patch
                     ),
+                    agent_status=lambda: (
+                        sandbox.get("voiceop.dev/v1alpha1", "VoiceAgent", NS, "hotline") or {}
+                    ).get("status"),
                 )
                 wait_for(
                     lambda: path.ready_pods("eu-west") and path.ready_pods("us-east"), timeout=90, what="pods"

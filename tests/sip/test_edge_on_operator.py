@@ -46,6 +46,7 @@ def call_path(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CallPa
                     edge,
                     cut_calls=lambda: pods.dropped_calls + pods.killed_pods,
                     patch_region=lambda name, patch: cluster.patch("Region", None, name, patch),
+                    agent_status=lambda: (cluster.get("VoiceAgent", NS, "hotline") or {}).get("status"),
                 )
                 wait_for(
                     lambda: path.ready_pods("eu-west") and path.ready_pods("us-east"), timeout=30, what="pods"
