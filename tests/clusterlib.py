@@ -108,7 +108,7 @@ class Sandbox:
         return counts
 
 
-def service_account_kubeconfig(sandbox: Sandbox, account: str, path: Path) -> Path:
+def service_account_kubeconfig(plane: ControlPlane, admin: Rest, account: str, path: Path) -> Path:
     """A kubeconfig with a token of `account` (in the operator's namespace)."""
     request = {
         "apiVersion": "authentication.k8s.io/v1",
@@ -118,7 +118,7 @@ def service_account_kubeconfig(sandbox: Sandbox, account: str, path: Path) -> Pa
     deadline = time.monotonic() + 30
     while True:
         try:
-            token = sandbox.admin.create(
+            token = admin.create(
                 f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/serviceaccounts/{account}/token", request
             )["status"]["token"]
             break
@@ -126,7 +126,7 @@ def service_account_kubeconfig(sandbox: Sandbox, account: str, path: Path) -> Pa
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-    return sandbox.plane.write_token_kubeconfig(path, account, token)
+    return plane.write_token_kubeconfig(path, account, token)
 
 
 def edge_identity(sandbox: Sandbox, path: Path) -> Path:
@@ -139,7 +139,7 @@ def edge_identity(sandbox: Sandbox, path: Path) -> Path:
             "name"
         ].endswith("-edge"):
             sandbox.admin.apply(sandbox.discovery.path(obj), obj)
-    return service_account_kubeconfig(sandbox, "voiceop-edge", path)
+    return service_account_kubeconfig(sandbox.plane, sandbox.admin, "voiceop-edge", path)
 
 
 def _operator_identity(plane: ControlPlane, sandbox_admin: Rest, discovery: Discovery, path: Path) -> Path:
@@ -148,23 +148,7 @@ def _operator_identity(plane: ControlPlane, sandbox_admin: Rest, discovery: Disc
         for obj in yaml.safe_load_all((MANIFESTS / name).read_text()):
             if obj:
                 sandbox_admin.apply(discovery.path(obj), obj)
-    request = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 86400},
-    }
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            token = sandbox_admin.create(
-                f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/serviceaccounts/{OPERATOR_ACCOUNT}/token", request
-            )["status"]["token"]
-            break
-        except RestError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    return plane.write_token_kubeconfig(path, "voiceop", token)
+    return service_account_kubeconfig(plane, sandbox_admin, OPERATOR_ACCOUNT, path)
 
 
 @pytest.fixture(scope="session")
