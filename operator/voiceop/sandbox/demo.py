@@ -145,6 +145,24 @@ def sip_callers(edge: Any, duration: float, peak: float) -> list[Any]:
     return runs
 
 
+def say_pods_and_agents(
+    server: LoopbackApiServer, pods: PodSimulator, printer: DecisionPrinter, most_pods: int, agents: Any
+) -> None:
+    """The summary's last lines: media pods, and each VoiceAgent's backend and pods per region."""
+    say(
+        f"  media pods: most at once {most_pods}, now {len(pods.running)}; scaling decisions {printer.decisions}"
+    )
+    items, _ = server.store.list(agents, NS)
+    for item in items:
+        status = item.get("status") or {}
+        regions = ", ".join(
+            f"{r['name']} {r['readyReplicas']}/{r['desiredReplicas']}" for r in status.get("regions") or []
+        )
+        say(
+            f"  VoiceAgent {item['metadata']['name']}: backend {status.get('activeBackend')}, pods ready/desired: {regions}"
+        )
+
+
 def run_demo(
     duration: float = 60.0,
     peak_calls_per_second: float = 2.5,
@@ -286,19 +304,7 @@ def run_demo(
         say(
             f"  calls placed {placed}, refused {rejected} ({100 * rejected / max(1, placed + rejected):.1f}%), cut {pods.dropped_calls}"
         )
-        say(
-            f"  media pods: most at once {most_pods}, now {len(pods.running)}; scaling decisions {printer.decisions}"
-        )
-        items, _ = server.store.list(agents, NS)
-        for item in items:
-            status = item.get("status") or {}
-            regions = ", ".join(
-                f"{r['name']} {r['readyReplicas']}/{r['desiredReplicas']}"
-                for r in status.get("regions") or []
-            )
-            say(
-                f"  VoiceAgent {item['metadata']['name']}: backend {status.get('activeBackend')}, pods ready/desired: {regions}"
-            )
+        say_pods_and_agents(server, pods, printer, most_pods, agents)
         stop.set()
         operator.join(15)
     return 0 if pods.dropped_calls == 0 and placed > 0 and back_at_minimum else 1
@@ -345,19 +351,7 @@ def _sip_demo(
             say(
                 f"  callers for {region}: {result.successful} calls, INVITE->200 {result.response_ms:.1f} ms mean"
             )
-        say(
-            f"  media pods: most at once {most_pods}, now {len(pods.running)}; scaling decisions {printer.decisions}"
-        )
-        items, _ = server.store.list(agents, NS)
-        for item in items:
-            status = item.get("status") or {}
-            regions = ", ".join(
-                f"{r['name']} {r['readyReplicas']}/{r['desiredReplicas']}"
-                for r in status.get("regions") or []
-            )
-            say(
-                f"  VoiceAgent {item['metadata']['name']}: backend {status.get('activeBackend')}, pods ready/desired: {regions}"
-            )
+        say_pods_and_agents(server, pods, printer, most_pods, agents)
         return 0 if failed == 0 and pods.dropped_calls == 0 and placed > 0 and replicas <= floor else 1
     finally:
         edge.stop()
