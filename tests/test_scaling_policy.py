@@ -297,19 +297,39 @@ def test_no_flapping_under_constant_load(total_calls: int, start_pods: int) -> N
 
 
 def test_pod_startup_time_is_learned_from_pods() -> None:
-    from voiceop.controller.scaler import startup_seconds
+    from voiceop.controller.scaler import StartupTimes
 
-    def pod(created: str, ready: str | None) -> dict[str, object]:
+    def pod(uid: str, ready: str | None) -> dict[str, object]:
         conditions = (
             [{"type": "ContainersReady", "status": "True", "lastTransitionTime": ready}] if ready else []
         )
-        return {"metadata": {"creationTimestamp": created}, "status": {"conditions": conditions}}
+        meta = {"uid": uid, "name": uid, "creationTimestamp": "2026-11-27T10:00:00Z"}
+        return {"metadata": meta, "status": {"conditions": conditions}}
 
+    times = StartupTimes()
+    assert times.observe([pod("d", None)]) is None
     pods = [
-        pod("2026-11-27T10:00:00Z", "2026-11-27T10:00:04Z"),
-        pod("2026-11-27T10:00:00Z", "2026-11-27T10:00:06Z"),
-        pod("2026-11-27T10:00:00Z", "2026-11-27T10:00:30Z"),
-        pod("2026-11-27T10:00:00Z", None),
+        pod("a", "2026-11-27T10:00:04Z"),
+        pod("b", "2026-11-27T10:00:06Z"),
+        pod("c", "2026-11-27T10:00:30Z"),
+        pod("d", None),
     ]
-    assert startup_seconds(pods) == 6.0  # the median of what was seen
-    assert startup_seconds([pod("2026-11-27T10:00:00Z", None)]) is None
+    assert times.observe(pods) == 6.0  # the median of what was seen
+
+
+def test_a_pod_drained_and_serving_again_does_not_count_its_age_as_start_up() -> None:
+    """Its readiness went False while it drained and True again 80 s later: it still took 4 s
+    to start (read again, the scaler planned 89 s ahead and held pods at 0 calls)."""
+    from voiceop.controller.scaler import StartupTimes
+
+    def pod(uid: str, ready: str) -> dict[str, object]:
+        conditions = [{"type": "ContainersReady", "status": "True", "lastTransitionTime": ready}]
+        meta = {"uid": uid, "name": uid, "creationTimestamp": "2026-11-27T10:00:00Z"}
+        return {"metadata": meta, "status": {"conditions": conditions}}
+
+    times = StartupTimes()
+    times.observe([pod("a", "2026-11-27T10:00:04Z"), pod("b", "2026-11-27T10:00:04Z")])
+    again = [pod("a", "2026-11-27T10:01:24Z"), pod("b", "2026-11-27T10:01:24Z")]
+    assert times.observe(again) == 4.0
+    assert times.observe([pod("b", "2026-11-27T10:01:24Z")]) == 4.0  # a is gone, b is still known
+    assert times.seconds.keys() == {"b"}
