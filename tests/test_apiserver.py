@@ -178,6 +178,33 @@ def test_apply_creates_then_removes_what_the_manager_dropped(server: LoopbackApi
     assert code == 200 and result["data"] == {"a": "1", "c": "3"}
 
 
+def test_apply_merges_associative_lists_entry_by_entry() -> None:
+    """As kube-apiserver: env entries are keyed by name, Service ports by port and protocol; an
+    entry another manager added stays, one this manager applied and now leaves out goes."""
+
+    def pod(*env: tuple[str, str]) -> dict[str, Any]:
+        variables = [{"name": n, "value": v} for n, v in env]
+        return {"spec": {"containers": [{"name": "media", "image": "m", "env": variables}]}}
+
+    live = server_side_apply(pod(), pod(("A", "1"), ("B", "2")), None)
+    live["spec"]["containers"][0]["env"].append({"name": "INJECTED", "value": "x"})  # another manager
+    live["spec"]["containers"].append({"name": "sidecar", "image": "s"})
+    after = server_side_apply(live, pod(("A", "9")), pod(("A", "1"), ("B", "2")))
+    media, sidecar = after["spec"]["containers"]
+    assert media["env"] == [{"name": "A", "value": "9"}, {"name": "INJECTED", "value": "x"}]
+    assert sidecar["name"] == "sidecar"
+    ports = {"spec": {"ports": [{"port": 5060, "protocol": "UDP"}, {"port": 5060, "name": "tcp"}]}}
+    applied = {"spec": {"ports": [{"port": 5060, "protocol": "UDP", "name": "sip"}]}}
+    assert server_side_apply(ports, applied, None)["spec"]["ports"] == [
+        {"port": 5060, "protocol": "UDP", "name": "sip"},
+        {"port": 5060, "name": "tcp"},  # protocol TCP by default: another entry
+    ]
+    # Custom resources' lists are atomic here.
+    assert server_side_apply(
+        {"spec": {"env": [{"name": "X"}]}}, {"spec": {"env": [{"name": "Y"}]}}, None, associative_lists=False
+    ) == {"spec": {"env": [{"name": "Y"}]}}
+
+
 def test_patch_formats() -> None:
     assert merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None, "d": 3}}) == {"a": {"c": 2, "d": 3}}
     doc = {"items": [1, 2], "m": {"k": "v"}}

@@ -511,6 +511,17 @@ def test_a_restarted_operator_writes_nothing(cluster: Cluster, examples: list[di
         cluster.apply_all(examples)
         wait_for(lambda: is_ready(cluster, "billing") and is_ready(cluster, "support"), what="agents Ready")
         wait_for(lambda: scaled_to_minimum(cluster), what="autoscaler settled")
+        # Another manager's entry in an associative list survives apply: no reason to write.
+        debug = {"name": "debug", "port": 7000, "protocol": "TCP"}
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "billing-eu-west", "namespace": NS}}
+        cluster.store.patch(
+            cluster.store.type_of_kind("v1", "Service"),
+            NS,
+            "billing-eu-west",
+            "application/apply-patch+yaml",
+            {**service, "spec": {"ports": [debug]}},
+            field_manager="platform-team",
+        )
         settle(first, 2.5)  # past a scaler tick
     writes = ("create", "update", "patch", "delete")
     before = {verb: cluster.store.request_counts.get(verb, 0) for verb in writes}
@@ -520,6 +531,8 @@ def test_a_restarted_operator_writes_nothing(cluster: Cluster, examples: list[di
     after = {verb: cluster.store.request_counts.get(verb, 0) for verb in writes}
     assert not [entry for entry in list(cluster.store.request_log)[mark:] if entry[0] in writes]
     assert after == before
+    ports = (cluster.get("Service", NS, "billing-eu-west", "v1") or {})["spec"]["ports"]
+    assert {"debug", "sip"} <= {p["name"] for p in ports}, ports
 
 
 def test_two_replicas_with_peering_have_one_active(cluster: Cluster, examples: list[dict[str, Any]]) -> None:

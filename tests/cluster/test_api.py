@@ -208,3 +208,46 @@ def test_the_loopback_server_keeps_generation_for_the_kinds_the_real_one_does(
     assert ("generation" in loopback["metadata"]) == ("generation" in created["metadata"]), created[
         "metadata"
     ]
+
+
+def _service(ports: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "media", "namespace": "applied"},
+        "spec": {"ports": ports},
+    }
+
+
+# voiceop applies its port, another manager adds one, voiceop re-applies a changed port list.
+SSA_STEPS = [
+    ("voiceop", [{"name": "sip", "port": 5060, "protocol": "UDP"}, {"name": "old", "port": 5070}]),
+    ("platform-team", [{"name": "debug", "port": 7000}]),
+    ("voiceop", [{"name": "sip", "port": 5060, "protocol": "UDP"}, {"name": "sip-tcp", "port": 5060}]),
+]
+
+
+def test_the_loopback_server_merges_associative_lists_on_apply_as_the_real_one_does(
+    sandbox: Sandbox,
+) -> None:
+    """Service ports are keyed by port and protocol: the other manager's entry survives, the one
+    voiceop left out goes (with lists replaced whole, the loopback server lost `debug`)."""
+    from voiceop.sandbox.apiserver import LoopbackApiServer
+
+    _ensure_namespace(sandbox, "applied")
+    path = sandbox.discovery.path(_service([]))
+    for manager, ports in SSA_STEPS:
+        real = sandbox.admin.apply(path, _service(ports), manager=manager)
+    with LoopbackApiServer() as server:
+        server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "applied"}})
+        rtype = server.store.type_of_kind("v1", "Service")
+        for manager, ports in SSA_STEPS:
+            loopback = server.store.patch(
+                rtype, "applied", "media", "application/apply-patch+yaml", _service(ports), field_manager=manager
+            )
+
+    def entries(service: dict[str, Any]) -> set[tuple[str, int, str]]:
+        return {(p["name"], p["port"], p.get("protocol", "TCP")) for p in service["spec"]["ports"]}
+
+    assert entries(real) == {("sip", 5060, "UDP"), ("sip-tcp", 5060, "TCP"), ("debug", 7000, "TCP")}
+    assert entries(loopback) == entries(real)

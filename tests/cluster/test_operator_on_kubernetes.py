@@ -123,9 +123,30 @@ def test_kubectl_shows_printer_columns_waits_and_scales(sandbox: Sandbox, conver
     assert (agent(sandbox, "support") or {})["spec"]["replicas"] == 3
 
 
+DEBUG_PORT = {"name": "debug", "port": 7000, "protocol": "TCP"}
+
+
+def add_a_port_as_another_manager(sandbox: Sandbox, service: str) -> None:
+    """A platform team's tool adds a port to a media Service with its own server-side apply."""
+    sandbox.admin.apply(
+        f"/api/v1/namespaces/{NS}/services/{service}",
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": service, "namespace": NS},
+            "spec": {"ports": [DEBUG_PORT]},
+        },
+        manager="platform-team",
+    )
+
+
 def test_a_restarted_operator_writes_nothing(
     sandbox: Sandbox, converged: OperatorProcess, tmp_path: Path
 ) -> None:
+    # Server-side apply keeps the entry another manager added to an associative list: it is no
+    # reason to write (an operator that wanted its lists equal would re-apply on every resync).
+    add_a_port_as_another_manager(sandbox, "billing-eu-west")
+    time.sleep(2)  # the running operator sees it and settles
     converged.process.terminate()
     converged.process.wait(15)
     time.sleep(3)  # a scaler tick of the old one could still be in flight
@@ -155,6 +176,8 @@ def test_a_restarted_operator_writes_nothing(
         time.sleep(10)
         assert operator_writes(second) == 0, second.output()[-2000:]
         assert settled(sandbox)
+    service = sandbox.get("v1", "Service", NS, "billing-eu-west") or {}
+    assert {"debug", "sip"} <= {p["name"] for p in service["spec"]["ports"]}, service["spec"]["ports"]
 
 
 def compact_etcd(sandbox: Sandbox) -> int:

@@ -7,6 +7,8 @@ import hashlib
 import json
 from typing import Any
 
+from voiceop.api.list_keys import entry_key, map_keys
+
 APPLIED_HASH = "voiceop.dev/applied-hash"
 
 
@@ -23,12 +25,23 @@ def stamped(desired: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def is_subset(desired: Any, live: Any) -> bool:
-    """Every field of `desired` is in `live` with the same value (the server may add more)."""
+def is_subset(desired: Any, live: Any, field: str | None = None) -> bool:
+    """Every field of `desired` is in `live` with the same value (the server may add more, and
+    other field managers may add entries to an associative list: server-side apply keeps them)."""
     if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
+        return isinstance(live, dict) and all(
+            k in live and is_subset(v, live[k], k) for k, v in desired.items()
+        )
     if isinstance(desired, list):
-        return isinstance(live, list) and len(desired) == len(live) and all(map(is_subset, desired, live))
+        if not isinstance(live, list):
+            return False
+        keys = map_keys(field, desired)
+        if keys is not None and map_keys(field, live) == keys:
+            by_key = {entry_key(e, keys): e for e in live}
+            return all(
+                (k := entry_key(e, keys)) in by_key and is_subset(e, by_key[k]) for e in desired
+            )
+        return len(desired) == len(live) and all(map(is_subset, desired, live))
     return bool(desired == live)
 
 

@@ -3,16 +3,20 @@ and server-side apply.
 
 Server-side apply is approximated the way a single-writer-per-field cluster behaves: what a
 field manager applied last time and leaves out now is removed, what it applies now is merged
-in (maps field by field, lists replaced whole), and fields other managers set stay. Field
-ownership conflicts are not detected (every apply acts as `force=true`); strategic merge
-patch is treated as a merge patch. Both are enough for voiceop, which applies with force and
-owns its children's lists outright, and neither is a claim about other clients.
+in (maps field by field; the associative lists of built-in kinds entry by entry on their keys,
+as kube-apiserver does, other lists replaced whole), and fields and entries other managers
+set stay. Field ownership conflicts are not detected (every apply acts as `force=true`), and
+custom resources' lists are all atomic; strategic merge patch is treated as a merge patch.
+Both are enough for voiceop, which applies with force, and neither is a claim about other
+clients.
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+from voiceop.api.list_keys import entry_key, map_keys
 
 
 class PatchError(ValueError):
@@ -115,8 +119,21 @@ def json_patch(target: Any, operations: list[dict[str, Any]]) -> Any:
     return doc
 
 
-def _prune(target: Any, previous: Any, current: Any) -> Any:
+def _prune(target: Any, previous: Any, current: Any, keyed: bool, field: str | None = None) -> Any:
     """Remove from `target` what `previous` set and `current` no longer does."""
+    if isinstance(target, list) and isinstance(previous, list) and keyed:
+        keys = map_keys(field, previous)
+        if keys is None or map_keys(field, target) != keys:
+            return target
+        gone = {entry_key(e, keys) for e in previous}
+        now = {entry_key(e, keys): e for e in current} if isinstance(current, list) else {}
+        gone -= now.keys()
+        before = {entry_key(e, keys): e for e in previous}
+        return [
+            _prune(e, before[k], now[k], keyed) if (k := entry_key(e, keys)) in now and k in before else e
+            for e in target
+            if entry_key(e, keys) not in gone
+        ]
     if not isinstance(target, dict) or not isinstance(previous, dict):
         return target
     result = dict(target)
@@ -125,23 +142,39 @@ def _prune(target: Any, previous: Any, current: Any) -> Any:
             continue
         if not isinstance(current, dict) or key not in current:
             del result[key]
-        elif isinstance(old, dict):
-            result[key] = _prune(result[key], old, current[key])
+        elif isinstance(old, dict | list):
+            result[key] = _prune(result[key], old, current[key], keyed, key)
     return result
 
 
-def _merge_applied(target: Any, applied: Any) -> Any:
+def _merge_applied(target: Any, applied: Any, keyed: bool, field: str | None = None) -> Any:
     if isinstance(target, dict) and isinstance(applied, dict):
         result = dict(target)
         for key, value in applied.items():
-            result[key] = _merge_applied(result.get(key), value)
+            result[key] = _merge_applied(result.get(key), value, keyed, key)
         return result
+    keys = map_keys(field, applied) if keyed and isinstance(applied, list) else None
+    if keys is not None and isinstance(target, list) and map_keys(field, target) == keys:
+        # Entry by entry: the live order, with entries new to the list at the end.
+        incoming = {entry_key(e, keys): e for e in applied}
+        merged = [
+            _merge_applied(e, incoming.pop(k), keyed) if (k := entry_key(e, keys)) in incoming else e
+            for e in target
+        ]
+        return merged + [copy.deepcopy(e) for e in incoming.values()]
     return copy.deepcopy(applied)
 
 
 def server_side_apply(
-    live: dict[str, Any], applied: dict[str, Any], previous: dict[str, Any] | None
+    live: dict[str, Any],
+    applied: dict[str, Any],
+    previous: dict[str, Any] | None,
+    *,
+    associative_lists: bool = True,
 ) -> dict[str, Any]:
-    """The object after a field manager applies `applied`, having applied `previous` before."""
-    pruned = _prune(live, previous or {}, applied)
-    return _merge_applied(pruned, applied)
+    """The object after a field manager applies `applied`, having applied `previous` before.
+
+    `associative_lists`: merge the built-in kinds' keyed lists entry by entry (False for
+    custom resources, whose lists are atomic here)."""
+    pruned = _prune(live, previous or {}, applied, associative_lists)
+    return _merge_applied(pruned, applied, associative_lists)

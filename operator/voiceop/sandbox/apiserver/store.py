@@ -317,7 +317,7 @@ class Store(FaultsAndCounts, Watching):
                     self._applied[(rtype.key, key, field_manager)] = copy.deepcopy(body)
                     if old is None:
                         return self.create(rtype, namespace, body)
-                    new = server_side_apply(old, body, previous)
+                    new = server_side_apply(old, body, previous, associative_lists=rtype.schema is None)
                 elif content_type.startswith("application/json-patch"):
                     new = json_patch(old, body)
                 else:  # merge-patch and strategic-merge-patch
