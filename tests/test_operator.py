@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -637,3 +638,12 @@ def test_kubectl_wait_for_ready(
     )
     assert result.returncode == 0, result.stderr
     assert "condition met" in result.stdout
+    shown = subprocess.run(
+        [kubectl, "--kubeconfig", str(kubeconfig), "get", "voiceagents", "-n", NS],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    header = shown.stdout.splitlines()[0].split()
+    assert header[:3] == ["NAME", "REPLICAS", "READY-PODS"] and "BACKEND" in header, shown.stdout
+    assert re.search(r"^billing\s+\d+\s+\d+\s+\d+\s+openai-realtime\s+True\s", shown.stdout, re.M), shown.stdout

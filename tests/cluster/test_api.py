@@ -251,3 +251,66 @@ def test_the_loopback_server_merges_associative_lists_on_apply_as_the_real_one_d
 
     assert entries(real) == {("sip", 5060, "UDP"), ("sip-tcp", 5060, "TCP"), ("debug", 7000, "TCP")}
     assert entries(loopback) == entries(real)
+
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+def test_the_loopback_server_serves_the_same_tables_as_the_real_one(sandbox: Sandbox) -> None:
+    """What `kubectl get` shows: the CRD's printer columns, the same cells (ages aside)."""
+    import json
+    import urllib.request
+
+    from voiceop.api import all_crds
+    from voiceop.sandbox.apiserver import LoopbackApiServer
+
+    objects = [example_object("AIBackend", "openai-realtime"), example_object("VoiceAgent", "billing")]
+    for obj in objects:
+        obj["metadata"]["namespace"] = "tables"
+    ready = {"status": "True", "reason": "Converged", "message": "", "lastTransitionTime": "2026-12-01T00:00:00Z"}
+    statuses = [
+        {"conditions": [{"type": "Available", **ready}], "probeLatencyMs": {"p95": 120}},
+        {
+            "replicas": 5,
+            "readyReplicas": 4,
+            "activeCalls": 0,
+            "activeBackend": "openai-realtime",
+            "conditions": [{"type": "Progressing", **ready, "status": "False"}, {"type": "Ready", **ready}],
+        },
+    ]
+    _ensure_namespace(sandbox, "tables")
+    try:
+        real = []
+        for obj, status in zip(objects, statuses, strict=True):
+            sandbox.apply(obj)
+            sandbox.admin.patch(sandbox.discovery.path(obj) + "/status", {"status": status})
+            real.append(sandbox.admin.request("GET", sandbox.discovery.path(obj), accept=TABLE))
+        with LoopbackApiServer() as server:
+            for crd in all_crds():
+                server.apply(crd)
+            server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tables"}})
+            loopback = []
+            for obj, status in zip(objects, statuses, strict=True):
+                server.apply(obj)
+                rtype = server.store.type_of_kind(obj["apiVersion"], obj["kind"])
+                name = obj["metadata"]["name"]
+                patch = {"status": status}
+                server.store.patch(rtype, "tables", name, "application/merge-patch+json", patch, subresource="status")
+                path = sandbox.discovery.path(obj)
+                request = urllib.request.Request(server.url + path, headers={"Accept": TABLE})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    loopback.append(json.loads(response.read()))
+    finally:
+        for obj in objects:
+            sandbox.admin.request("DELETE", sandbox.discovery.path(obj))
+
+    def shown(answer: dict[str, Any]) -> tuple[Any, ...]:
+        dates = [i for i, c in enumerate(answer["columnDefinitions"]) if c["type"] == "date"]
+        (row,) = answer["rows"]
+        cells = [bool(re.fullmatch(r"\d+s", c)) if i in dates else c for i, c in enumerate(row["cells"])]
+        assert cells.count(None) < len(cells) // 2, cells  # the status columns are filled
+        return answer["kind"], answer["columnDefinitions"], cells, row["object"]["kind"]
+
+    for got, want in zip(loopback, real, strict=True):
+        for column, (mine, theirs) in enumerate(zip(shown(got), shown(want), strict=True)):
+            assert mine == theirs, (column, mine, theirs)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from voiceop.sandbox.apiserver.resources import ResourceType
 from voiceop.sandbox.apiserver.store import ApiError, Store
+from voiceop.sandbox.apiserver.tables import table, wants_table
 
 VERSION_INFO = {
     "major": "1",
@@ -167,6 +168,8 @@ class ApiHandlers:
             items, revision = store.list(
                 t.rtype, t.namespace, query.get("labelSelector"), query.get("fieldSelector")
             )
+            if wants_table(request.headers.get("Accept", "")):
+                return _json(table(t.rtype, items, str(revision)))
             return _json(
                 {
                     "kind": f"{t.rtype.kind}List",
@@ -183,7 +186,10 @@ class ApiHandlers:
         if verb == "get":
             if t.subresource == "scale":
                 return _json(store.scale(t.rtype, t.namespace, t.name))
-            return _json(store.get(t.rtype, t.namespace, t.name))
+            obj = store.get(t.rtype, t.namespace, t.name)
+            if t.subresource is None and wants_table(request.headers.get("Accept", "")):
+                return _json(table(t.rtype, [obj], obj["metadata"]["resourceVersion"]))
+            return _json(obj)
         if verb == "update":
             return _json(
                 store.replace(t.rtype, t.namespace, t.name, await self._body(request), t.subresource)

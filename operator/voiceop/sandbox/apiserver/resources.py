@@ -38,6 +38,8 @@ class ResourceType:
     label_selector_path: str | None = None
     # OpenAPI schema of a custom resource: defaults and validation on writes.
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    # A custom resource's additionalPrinterColumns: what a Table response shows.
+    printer_columns: tuple[dict[str, Any], ...] = field(default=(), compare=False, hash=False)
 
     @property
     def has_generation(self) -> bool:
@@ -149,6 +151,7 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
                 status_replicas_path=scale.get("statusReplicasPath", ".status.replicas"),
                 label_selector_path=scale.get("labelSelectorPath"),
                 schema=(version.get("schema") or {}).get("openAPIV3Schema"),
+                printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
             )
         )
     return types
