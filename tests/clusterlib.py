@@ -25,7 +25,7 @@ import yaml
 
 from voiceop.sandbox.cluster.controlplane import ControlPlane, ControlPlaneMissing, find_binary, free_port
 from voiceop.sandbox.cluster.kubelet import SandboxKubelet
-from voiceop.sandbox.cluster.rest import Discovery, Rest, RestError
+from voiceop.sandbox.cluster.rest import WRITE_VERBS, Discovery, Rest, RestError, request_counts
 from voiceop.sandbox.cluster.session import apply_crds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ MANIFESTS = ROOT / "manifests" / "base"
 OPERATOR_NAMESPACE, OPERATOR_ACCOUNT = "voiceop-system", "voiceop"
 
 
-def _binary_or_skip() -> None:
+def binary_or_skip() -> None:
     """The control plane, built once with Go if it is not yet (as .ci/run does)."""
     try:
         find_binary()
@@ -93,19 +93,7 @@ class Sandbox:
 
     def write_requests(self) -> dict[tuple[str, str, str], float]:
         """apiserver_request_total of writes, by (verb, resource, subresource)."""
-        text = self.admin.get("/metrics")
-        counts: dict[tuple[str, str, str], float] = {}
-        for line in text.splitlines():
-            if not line.startswith("apiserver_request_total{"):
-                continue
-            labels = dict(
-                part.split("=", 1) for part in line[line.index("{") + 1 : line.rindex("}")].split(",")
-            )
-            labels = {k: v.strip('"') for k, v in labels.items()}
-            if labels.get("verb") in ("POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"):
-                key = (labels["verb"], labels.get("resource", ""), labels.get("subresource", ""))
-                counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
-        return counts
+        return {key: n for key, n in request_counts(self.admin).items() if key[0] in WRITE_VERBS}
 
 
 def service_account_kubeconfig(plane: ControlPlane, admin: Rest, account: str, path: Path) -> Path:
@@ -142,7 +130,7 @@ def edge_identity(sandbox: Sandbox, path: Path) -> Path:
     return service_account_kubeconfig(sandbox.plane, sandbox.admin, "voiceop-edge", path)
 
 
-def _operator_identity(plane: ControlPlane, sandbox_admin: Rest, discovery: Discovery, path: Path) -> Path:
+def operator_identity(plane: ControlPlane, sandbox_admin: Rest, discovery: Discovery, path: Path) -> Path:
     """The chart's Namespace, ServiceAccount and RBAC, and a token for that ServiceAccount."""
     for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
         for obj in yaml.safe_load_all((MANIFESTS / name).read_text()):
@@ -153,14 +141,14 @@ def _operator_identity(plane: ControlPlane, sandbox_admin: Rest, discovery: Disc
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    _binary_or_skip()
+    binary_or_skip()
     work = tmp_path_factory.mktemp("cluster")
     with ControlPlane(workdir=work / "plane") as plane:
         admin = plane.admin()
         apply_crds(admin)
         discovery = Discovery(admin)
         admin_kubeconfig = plane.write_admin_kubeconfig(work / "admin.kubeconfig")
-        operator_kubeconfig = _operator_identity(plane, admin, discovery, work / "operator.kubeconfig")
+        operator_kubeconfig = operator_identity(plane, admin, discovery, work / "operator.kubeconfig")
         with SandboxKubelet(admin, annotation_lag_seconds=2.0) as kubelet:
             yield Sandbox(plane, admin, discovery, kubelet, admin_kubeconfig, operator_kubeconfig)
 

@@ -187,7 +187,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from voiceop.sandbox.demo import main as demo_main
 
-    return demo_main(args.duration, args.peak, args.scale_down_delay, args.sip)
+    return demo_main(args.duration, args.peak, args.scale_down_delay, args.sip, args.control_plane)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sip",
         action="store_true",
         help="place the calls with sipp through a Kamailio edge (Debian: apt-get install -y kamailio sip-tester)",
+    )
+    demo.add_argument(
+        "--control-plane",
+        choices=("loopback", "kubernetes"),
+        default="loopback",
+        help="loopback: voiceop's own API server, pip alone (default); kubernetes: the real control plane "
+        "built from source (controlplane/build.sh) with the sandbox kubelet",
     )
     demo.set_defaults(run=cmd_demo)
 

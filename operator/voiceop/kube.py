@@ -67,7 +67,7 @@ def connection_from_environment() -> Connection:
     configured = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     path = Path(configured.split(os.pathsep)[0])
     if path.is_file():
-        return _from_kubeconfig(path)
+        return connection_from_kubeconfig(path)
     host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
     token = SERVICE_ACCOUNT_DIR / "token"
     if host and port and token.is_file():
@@ -80,7 +80,7 @@ def connection_from_environment() -> Connection:
     raise LoginError(f"no kubeconfig at {path} and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
 
 
-def _from_kubeconfig(path: Path) -> Connection:
+def connection_from_kubeconfig(path: Path) -> Connection:
     config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
     def named(section: str, name: str | None) -> dict[str, Any]:

@@ -65,6 +65,9 @@ class SandboxKubelet:
     tick_seconds: float = 0.3
     # Shorter than every call in a test: a removed busy pod then WOULD cut its calls.
     grace_cap_seconds: float | None = None
+    # Hollow, as kubemark's hollow kubelet: each pod runs `sleep` and is reported ready, with
+    # no media-sim behind its address (for fleets too large to run, e.g. the reconcile benchmark).
+    hollow: bool = False
     cut_calls: int = 0
     killed_with_calls: list[tuple[str, int]] = field(default_factory=list)
     # Every pod whose deletion this kubelet carried out: (namespace/name, annotations, calls then).
@@ -214,13 +217,14 @@ class SandboxKubelet:
         annotations_file = self._podinfo / f"{meta['namespace']}_{meta['name']}" / "annotations"
         annotations_file.parent.mkdir(parents=True, exist_ok=True)
         write_downward_annotations(annotations_file, meta.get("annotations") or {})
-        process = subprocess.Popen(
-            media_sim_command(
+        command = (
+            ["sleep", "infinity"]
+            if self.hollow
+            else media_sim_command(
                 ip, METRICS_PORT, self._calls_per_pod(pod), annotations_file, sip_port(pod["spec"])
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            )
         )
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         proc = Process(meta["namespace"], meta["name"], meta["uid"], ip, process, annotations_file)
         with self._lock:
             self.running[meta["uid"]] = proc
@@ -246,7 +250,7 @@ class SandboxKubelet:
             write_downward_annotations(proc.annotations_file, proc.pending_annotations)
 
     def _sync_status(self, proc: Process, pod: dict[str, Any]) -> None:
-        ready_process = http_get(f"http://{proc.ip}:{METRICS_PORT}/readyz")[0] == 200
+        ready_process = self.hollow or http_get(f"http://{proc.ip}:{METRICS_PORT}/readyz")[0] == 200
         conditions = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
         gates = [g["conditionType"] for g in pod["spec"].get("readinessGates") or []]
         gated = all((conditions.get(g) or {}).get("status") == "True" for g in gates)

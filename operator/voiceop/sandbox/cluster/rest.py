@@ -139,3 +139,19 @@ class Discovery:
             base += f"/namespaces/{meta.get('namespace') or namespace or 'default'}"
         base += f"/{plural}"
         return base + f"/{meta['name']}" if named else base
+
+
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"})
+
+
+def request_counts(admin: Rest) -> dict[tuple[str, str, str], float]:
+    """kube-apiserver's own apiserver_request_total, by (verb, resource, subresource)."""
+    counts: dict[tuple[str, str, str], float] = {}
+    for line in admin.get("/metrics").splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.rindex("}")].split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
