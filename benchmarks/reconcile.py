@@ -151,7 +151,9 @@ class KubernetesTarget:
             self.plane, self.admin, self.discovery, Path(self._tmp.name) / "op"
         )
         self.apply(FLOW_SCHEMA)
-        self.kubelet = SandboxKubelet(self.admin, hollow=True, tick_seconds=1.0).start()
+        # Hollow nodes as large as the fleet needs (kubemark's are too): capacity is not measured here.
+        big = {"cpu": "2000", "memory": "8Ti", "pods": "5000", "ephemeral-storage": "10Ti"}
+        self.kubelet = SandboxKubelet(self.admin, hollow=True, tick_seconds=1.0, node_capacity=big).start()
         return self
 
     def __exit__(self, *exc: object) -> None:

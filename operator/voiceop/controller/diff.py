@@ -38,9 +38,7 @@ def is_subset(desired: Any, live: Any, field: str | None = None) -> bool:
         keys = map_keys(field, desired)
         if keys is not None and map_keys(field, live) == keys:
             by_key = {entry_key(e, keys): e for e in live}
-            return all(
-                (k := entry_key(e, keys)) in by_key and is_subset(e, by_key[k]) for e in desired
-            )
+            return all((k := entry_key(e, keys)) in by_key and is_subset(e, by_key[k]) for e in desired)
         return len(desired) == len(live) and all(map(is_subset, desired, live))
     return bool(desired == live)
 

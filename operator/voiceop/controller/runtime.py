@@ -113,7 +113,10 @@ class OperatorRuntime:
                     continue  # KEDA not installed: no ScaledObjects
                 raise
             for item in items:
+                # kube-apiserver leaves both out of a built-in kind's list items; without them
+                # a listed child never equals what voiceop applies, and a restart re-applied it.
                 item.setdefault("kind", kind_name)
+                item.setdefault("apiVersion", kind.api_version)
             listed[kind_name] = items
         return listed
 

@@ -170,6 +170,9 @@ class ApiHandlers:
             )
             if wants_table(request.headers.get("Accept", "")):
                 return _json(table(t.rtype, items, str(revision)))
+            if t.rtype.schema is None:
+                # As kube-apiserver: a built-in kind's list items carry no apiVersion or kind.
+                items = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
             return _json(
                 {
                     "kind": f"{t.rtype.kind}List",

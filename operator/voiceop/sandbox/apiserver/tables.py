@@ -120,7 +120,10 @@ def table(rtype: ResourceType, objects: Sequence[dict[str, Any]], resource_versi
     if rtype.schema is None:  # a built-in kind: the default convertor
         columns = [NAME_COLUMN, {"name": "Created At", "type": "date", "format": "", "priority": 0}]
         rows = [
-            {"cells": [o["metadata"]["name"], o["metadata"].get("creationTimestamp")], "object": _metadata_only(o)}
+            {
+                "cells": [o["metadata"]["name"], o["metadata"].get("creationTimestamp")],
+                "object": _metadata_only(o),
+            }
             for o in objects
         ]
     else:

@@ -68,6 +68,7 @@ class SandboxKubelet:
     # Hollow, as kubemark's hollow kubelet: each pod runs `sleep` and is reported ready, with
     # no media-sim behind its address (for fleets too large to run, e.g. the reconcile benchmark).
     hollow: bool = False
+    node_capacity: dict[str, str] | None = None  # None: a typical node (32 CPUs, 250 pods)
     cut_calls: int = 0
     killed_with_calls: list[tuple[str, int]] = field(default_factory=list)
     # Every pod whose deletion this kubelet carried out: (namespace/name, annotations, calls then).
@@ -173,7 +174,7 @@ class SandboxKubelet:
                     self._register(spec)
 
     def _register(self, spec: NodeSpec) -> None:
-        register_node(self.rest, spec)
+        register_node(self.rest, spec, self.node_capacity)
         self.nodes[spec.name] = spec
 
     def _heartbeat(self) -> None:

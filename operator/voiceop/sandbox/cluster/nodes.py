@@ -39,7 +39,7 @@ def nodes_for_region(region: dict[str, Any]) -> list[NodeSpec]:
     ]
 
 
-def register_node(rest: Rest, spec: NodeSpec) -> None:
+def register_node(rest: Rest, spec: NodeSpec, capacity: dict[str, str] | None = None) -> None:
     node = {
         "apiVersion": "v1",
         "kind": "Node",
@@ -48,15 +48,15 @@ def register_node(rest: Rest, spec: NodeSpec) -> None:
     }
     with contextlib.suppress(RestError):
         rest.create("/api/v1/nodes", node)
-    report_node_status(rest, spec.name)
+    report_node_status(rest, spec.name, capacity or CAPACITY)
     renew_lease(rest, spec.name)
 
 
-def report_node_status(rest: Rest, name: str) -> None:
+def report_node_status(rest: Rest, name: str, capacity: dict[str, str] = CAPACITY) -> None:
     now = now_iso()
     status = {
-        "capacity": CAPACITY,
-        "allocatable": CAPACITY,
+        "capacity": capacity,
+        "allocatable": capacity,
         "addresses": [
             {"type": "InternalIP", "address": "127.0.0.1"},
             {"type": "Hostname", "address": name},
