@@ -243,7 +243,12 @@ def test_the_loopback_server_merges_associative_lists_on_apply_as_the_real_one_d
         rtype = server.store.type_of_kind("v1", "Service")
         for manager, ports in SSA_STEPS:
             loopback = server.store.patch(
-                rtype, "applied", "media", "application/apply-patch+yaml", _service(ports), field_manager=manager
+                rtype,
+                "applied",
+                "media",
+                "application/apply-patch+yaml",
+                _service(ports),
+                field_manager=manager,
             )
 
     def entries(service: dict[str, Any]) -> set[tuple[str, int, str]]:
@@ -267,7 +272,12 @@ def test_the_loopback_server_serves_the_same_tables_as_the_real_one(sandbox: San
     objects = [example_object("AIBackend", "openai-realtime"), example_object("VoiceAgent", "billing")]
     for obj in objects:
         obj["metadata"]["namespace"] = "tables"
-    ready = {"status": "True", "reason": "Converged", "message": "", "lastTransitionTime": "2026-12-01T00:00:00Z"}
+    ready = {
+        "status": "True",
+        "reason": "Converged",
+        "message": "",
+        "lastTransitionTime": "2026-12-01T00:00:00Z",
+    }
     statuses = [
         {"conditions": [{"type": "Available", **ready}], "probeLatencyMs": {"p95": 120}},
         {
@@ -295,7 +305,9 @@ def test_the_loopback_server_serves_the_same_tables_as_the_real_one(sandbox: San
                 rtype = server.store.type_of_kind(obj["apiVersion"], obj["kind"])
                 name = obj["metadata"]["name"]
                 patch = {"status": status}
-                server.store.patch(rtype, "tables", name, "application/merge-patch+json", patch, subresource="status")
+                server.store.patch(
+                    rtype, "tables", name, "application/merge-patch+json", patch, subresource="status"
+                )
                 path = sandbox.discovery.path(obj)
                 request = urllib.request.Request(server.url + path, headers={"Accept": TABLE})
                 with urllib.request.urlopen(request, timeout=10) as response:

@@ -86,8 +86,8 @@ class StartupTimes:
         for uid, pod in present.items():
             if uid not in self.seconds and (took := took_to_start(pod)) is not None:
                 self.seconds[uid] = took
-        took = sorted(self.seconds.values())
-        self.median = took[len(took) // 2] if took else None
+        learned = sorted(self.seconds.values())
+        self.median = learned[len(learned) // 2] if learned else None
         return self.median
 
 
