@@ -116,7 +116,11 @@ class LoopbackTarget:
         return float(sum(self.server.store.request_counts.values()))
 
     def operator_writes(self) -> float:
-        return float(sum(self.server.store.request_counts.get(verb, 0) for verb in WRITES))
+        return float(sum(self.writes_by_resource().values()))
+
+    def writes_by_resource(self) -> dict[str, float]:
+        counts = self.server.store.request_counts
+        return {verb: float(counts[verb]) for verb in WRITES if counts.get(verb)}
 
     def server_cpu(self) -> float:
         return time.process_time()
@@ -182,14 +186,31 @@ class KubernetesTarget:
         return total
 
     def operator_writes(self) -> float:
+        return sum(self.writes_by_resource().values())
+
+    def writes_by_resource(self) -> dict[str, float]:
         from voiceop.sandbox.cluster.rest import WRITE_VERBS, request_counts
 
-        counts = request_counts(self.admin)
-        return sum(
-            n
-            for (verb, resource, sub), n in counts.items()
+        return {
+            f"{verb} {resource}{'/' + sub if sub else ''}": n
+            for (verb, resource, sub), n in request_counts(self.admin).items()
             if verb in WRITE_VERBS and (resource in CUSTOM or (resource in CHILDREN and sub in ("", "scale")))
-        )
+        }
+
+    def agent_statuses(self) -> dict[str, Any]:
+        items = self.admin.get(f"/apis/voiceop.dev/v1alpha1/namespaces/{NS}/voiceagents")["items"]
+        return {i["metadata"]["name"]: i.get("status") or {} for i in items}
+
+    def events_since(self, since: str) -> list[str]:
+        items = self.admin.get(f"/api/v1/namespaces/{NS}/events")["items"]
+        return [
+            f"{e['involvedObject']['kind']}/{e['involvedObject']['name']} {e['reason']}: {e['message']}"
+            for e in items
+            if (e.get("lastTimestamp") or e.get("eventTime") or "") >= since
+            and (e.get("source") or {})
+            .get("component", e.get("reportingComponent", ""))
+            .startswith("voiceop")
+        ]
 
     def server_cpu(self) -> float:
         plane = sum(cpu_seconds(c.process.pid) for c in self.plane.components if c.process.poll() is None)
@@ -284,15 +305,47 @@ def measure(
     operator.send_signal(signal.SIGINT)  # a clean stop (a profile, if asked, is written)
     operator.wait(60)
 
-    writes_before, requests_before = target.operator_writes(), target.operator_requests()
+    writes_before, requests_before = target.writes_by_resource(), target.operator_requests()
+    statuses_before = target.agent_statuses() if isinstance(target, KubernetesTarget) else {}
+    restarted_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     restarted = start_operator(target.kubeconfig)
     wait(lambda: target.operator_requests() > requests_before, 60, poll=0.5)
     time.sleep(8.0)  # the new process lists everything and reconciles every key
-    measured["resync_writes"] = target.operator_writes() - writes_before
+    writes_after = target.writes_by_resource()
+    resync = {
+        k: n - writes_before.get(k, 0.0) for k, n in writes_after.items() if n > writes_before.get(k, 0.0)
+    }
+    measured["resync_writes"] = sum(resync.values())
+    if resync:  # say which: a number alone cannot be fixed
+        print(f"{target.name}: writes on resync: {resync}", file=sys.stderr)
+        if isinstance(target, KubernetesTarget):
+            for line in target.events_since(restarted_at)[:40]:
+                print(f"  event after the restart: {line}", file=sys.stderr)
+            after = target.agent_statuses()
+            changed = [n for n in after if after[n] != statuses_before.get(n)]
+            for name in changed[:3]:
+                for path, old, new in _differences(statuses_before.get(name), after[name]):
+                    print(f"  {name} status{path}: {old!r} -> {new!r}", file=sys.stderr)
     measured["resync_requests"] = target.operator_requests() - requests_before
     restarted.terminate()
     restarted.wait(60)
     return measured
+
+
+def _differences(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            d
+            for k in sorted(set(old) | set(new))
+            for d in _differences(old.get(k), new.get(k), f"{path}.{k}")
+        ]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for d in _differences(a, b, f"{path}[{i}]")
+        ]
+    return [] if old == new else [(path, old, new)]
 
 
 def main() -> None:

@@ -96,6 +96,7 @@ class RegionObservation:
     updated: bool  # the Deployment controller has seen and rolled out its latest spec
     active_calls: int = 0
     p95_latency_ms: int | None = None
+    limited_by: str | None = None
 
 
 def agent_conditions(
@@ -173,6 +174,8 @@ def agent_region_status(regions: Sequence[RegionObservation]) -> list[dict[str, 
         }
         if r.p95_latency_ms is not None:
             entry["p95LatencyMs"] = r.p95_latency_ms
+        if r.limited_by:
+            entry["limitedBy"] = r.limited_by
         out.append(entry)
     return out
 

@@ -12,7 +12,7 @@ from voiceop.api.v1alpha1 import VoiceAgent
 from voiceop.backends import active_backend, backend_available
 from voiceop.controller.cache import ClusterCache, Raw, Seen
 from voiceop.controller.diff import stamped, up_to_date
-from voiceop.controller.signals import RegionSignals
+from voiceop.controller.signals import RegionSignals, last_reported
 from voiceop.controller.status_writer import StatusWriter
 from voiceop.kube import KubeClient
 from voiceop.render import render_agent
@@ -104,44 +104,50 @@ class AgentReconciler:
             await self.client.post_event(seen.raw, "Normal", "Pruned", "deleted " + ", ".join(pruned))
         metrics.MANAGED_OBJECTS.labels(kind="all").set(sum(len(t) for t in self.cache.children.values()))
 
-    def _observe_regions(self, agent: VoiceAgent) -> list[RegionObservation]:
+    def _signals_of(self, agent: VoiceAgent, live_status: Raw | None) -> dict[str, RegionSignals]:
+        """Each region's signals: the scaler's, else (builtin, before its first tick) the status's."""
+        out = {}
+        for bounds in agent.spec.regions:
+            signals = self.signals.get((agent.namespace, agent.name, bounds.name))
+            if signals is None and agent.spec.scaling.mode == "builtin":
+                signals = last_reported(live_status, bounds.name)
+            out[bounds.name] = signals or RegionSignals()
+        return out
+
+    def _observe_regions(
+        self, agent: VoiceAgent, signals: dict[str, RegionSignals]
+    ) -> list[RegionObservation]:
         observations = []
         for bounds in agent.spec.regions:
             deployment = (
                 self.cache.child("Deployment", agent.namespace, media_name(agent.name, bounds.name)) or {}
             )
             spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
-            signals = self.signals.get((agent.namespace, agent.name, bounds.name), RegionSignals())
+            region = signals[bounds.name]
             generation = (deployment.get("metadata") or {}).get("generation", 0)
             observations.append(
                 RegionObservation(
                     name=bounds.name,
                     min_replicas=bounds.min_replicas,
-                    desired=signals.desired if signals.desired is not None else spec.get("replicas", 1),
+                    desired=region.desired if region.desired is not None else spec.get("replicas", 1),
                     replicas=status.get("replicas", 0),
                     ready=status.get("readyReplicas", 0),
                     updated=bool(deployment) and status.get("observedGeneration", 0) >= generation,
-                    active_calls=signals.active_calls,
-                    p95_latency_ms=signals.p95_latency_ms,
+                    active_calls=region.active_calls,
+                    p95_latency_ms=region.p95_latency_ms,
+                    limited_by=region.limited_by,
                 )
             )
         return observations
 
     async def _write_status(self, seen: Seen, agent: VoiceAgent, active: str | None) -> None:
-        observations = self._observe_regions(agent)
+        signals = self._signals_of(agent, seen.raw.get("status"))
+        observations = self._observe_regions(agent, signals)
         backends = self.cache.backends(agent.namespace)
         available = [b for b, backend in backends.items() if backend_available(backend)]
         conditions = agent_conditions(observations, [b.name for b in agent.spec.backends], available, active)
         if agent.spec.scaling.mode == "builtin":
-            conditions.append(
-                scaling_limited(
-                    {
-                        r.name: signals.limited_by
-                        for r in agent.spec.regions
-                        if (signals := self.signals.get((agent.namespace, agent.name, r.name)))
-                    }
-                )
-            )
+            conditions.append(scaling_limited({name: region.limited_by for name, region in signals.items()}))
         live = dict(seen.raw.get("status") or {})
         generation = seen.raw["metadata"].get("generation")
         status = agent_status(

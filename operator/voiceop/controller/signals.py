@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,6 +30,24 @@ class RegionSignals:
     p95_latency_ms: int | None = None
     desired: int | None = None
     limited_by: str | None = None
+
+
+def last_reported(status: Mapping[str, Any] | None, region: str) -> RegionSignals | None:
+    """The signals an agent's status last published for a region, if any.
+
+    A restarted operator reconciles agents before its scaler has ticked once (hundreds of them,
+    at scale); until it does, the status keeps what the last scaler said. Writing it from no
+    signals at all would flip desired pods and conditions, and flip them back a tick later.
+    """
+    for entry in (status or {}).get("regions") or []:
+        if isinstance(entry, Mapping) and entry.get("name") == region and "desiredReplicas" in entry:
+            return RegionSignals(
+                active_calls=int(entry.get("activeCalls") or 0),
+                p95_latency_ms=entry.get("p95LatencyMs"),
+                desired=int(entry["desiredReplicas"]),
+                limited_by=entry.get("limitedBy"),
+            )
+    return None
 
 
 @dataclass(frozen=True)

@@ -337,6 +337,11 @@ class AgentRegionStatus(ApiModel):
     p95_latency_ms: int | None = Field(
         default=None, ge=0, description="Recent 95th percentile voice response latency in ms."
     )
+    limited_by: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The bound that held the scaler's last decision below demand (e.g. maxReplicas).",
+    )
 
 
 class VoiceAgentStatus(ApiModel):

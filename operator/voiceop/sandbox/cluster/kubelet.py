@@ -119,6 +119,11 @@ class SandboxKubelet:
         while not self._stop.is_set():
             try:
                 self.sync()
+            except RestError as error:
+                if error.code in (429, 503):  # a CRD's storage starting, an apiserver restarting
+                    logger.info("kubelet pass retried: %s", error)
+                else:
+                    logger.exception("kubelet pass failed")
             except Exception:  # a test tool must not die silently mid-test
                 logger.exception("kubelet pass failed")
             self._stop.wait(self.tick_seconds)
