@@ -420,3 +420,39 @@ def test_status_is_not_admitted_and_a_bad_one_is_dropped() -> None:
     assert parse_object(obj).status is None
     obj["status"] = {"replicas": 3, "activeBackend": "openai-realtime"}
     assert parse_object(obj).status.replicas == 3
+
+
+def test_the_cached_cel_parser_reads_every_crd_rule_as_celpy_builds_it() -> None:
+    """Admission hands celpy a Lark that caches its LALR analysis; the trees must be celpy's own."""
+    from celpy import celparser
+
+    from voiceop.api import all_crds
+
+    rules = [
+        rule["rule"]
+        for definition in all_crds()
+        for version in definition["spec"]["versions"]
+        for node in _schemas(version["schema"]["openAPIV3Schema"])
+        for rule in node.get("x-kubernetes-validations", [])
+    ]
+    assert len(rules) >= 5
+    cached = celparser.CELParser.CEL_PARSER
+    assert cached is not None and cached.options.cache, "admission did not build the cached parser"
+    try:
+        celparser.CELParser.CEL_PARSER = None
+        celparser.CELParser()  # celpy's own, built from the grammar now
+        built = celparser.CELParser.CEL_PARSER
+    finally:
+        celparser.CELParser.CEL_PARSER = cached
+    for rule in rules:
+        assert cached.parse(rule) == built.parse(rule), rule
+
+
+def _schemas(node: Any) -> Any:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _schemas(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schemas(value)

@@ -21,7 +21,31 @@ import jsonschema
 
 from voiceop.api.crd import JsonSchema
 
-_CEL = celpy.Environment()
+
+def _cel_environment() -> celpy.Environment:
+    """celpy's environment, its LALR parser built once per machine rather than once per process.
+
+    celpy builds the parser from its grammar at every start (a quarter of a second, half the
+    time of `voiceop render`). lark caches that analysis in a file keyed by the grammar, every
+    option and lark's own version, so a cached parser cannot go stale; celpy's own options are
+    kept by handing it a Lark that caches.
+    """
+    from celpy import celparser
+
+    if celparser.CELParser.CEL_PARSER is None:
+        names, build = vars(celparser), celparser.Lark
+        names["Lark"] = functools.partial(build, cache=True)
+        try:
+            celparser.CELParser()
+        except OSError:  # a read-only temp dir: build without the cache
+            names["Lark"] = build
+            celparser.CELParser()
+        finally:
+            names["Lark"] = build
+    return celpy.Environment()
+
+
+_CEL = _cel_environment()
 
 
 @dataclass(frozen=True)
