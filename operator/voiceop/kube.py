@@ -2,8 +2,10 @@
 
 A small async client over aiohttp (kopf's own transport), built from the credentials kopf
 logs in with, so kubeconfig and in-cluster credentials work the same. Every request is counted
-by verb and code in the operator's metrics; 409 conflicts and 429/5xx answers are retried here,
-in one place, with a short backoff.
+by verb and code in the operator's metrics. Transient answers (429, 5xx, a dropped connection)
+are retried here, in one place: a few times, with jittered backoff, after Retry-After when the
+server gives one. A 409 Conflict is not transient: the same body conflicts again, so it goes
+back to the caller, which re-reads the object and recomputes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import datetime
 import json
 import logging
 import os
+import random
 import ssl
 import tempfile
 import time
@@ -32,8 +35,20 @@ from voiceop.api.kinds import KINDS, Kind
 logger = logging.getLogger("voiceop")
 
 FIELD_MANAGER = "voiceop"
-RETRIED_CODES = frozenset({409, 429, 500, 502, 503, 504})
+TRANSIENT_CODES = frozenset({429, 500, 502, 503, 504})
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+RETRY_AFTER_CAP_SECONDS = 10.0
+
+
+def retry_delay(base: float, retry_after: str | None, jitter: float) -> float:
+    """Seconds to wait before a retry: Retry-After if the server said (capped), else `base`
+    spread by `jitter` in [0, 1) to 0.5x-1.5x, so that many clients do not retry in step."""
+    if retry_after:
+        try:
+            return min(max(float(retry_after), 0.0), RETRY_AFTER_CAP_SECONDS)
+        except ValueError:
+            pass  # an HTTP date: not worth parsing for a few seconds' wait
+    return base * (0.5 + jitter)
 
 
 @dataclass(frozen=True)
@@ -201,18 +216,19 @@ class KubeClient:
                 ) as response:
                     text = await response.text()
                     code = response.status
+                    retry_after = response.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError) as error:
                 metrics.API_REQUESTS.labels(verb=verb, code="error").inc()
                 if not delays:
                     raise ApiError(0, f"{method} {path}: {error}") from error
-                await asyncio.sleep(delays.pop(0))
+                await asyncio.sleep(retry_delay(delays.pop(0), None, random.random()))
                 continue
             metrics.API_REQUESTS.labels(verb=verb, code=str(code)).inc()
             metrics.API_LATENCY.labels(verb=verb).observe(time.perf_counter() - started)
             if code < 400:
                 return json.loads(text) if text else None
-            if code in RETRIED_CODES and delays:
-                await asyncio.sleep(delays.pop(0))
+            if code in TRANSIENT_CODES and delays:
+                await asyncio.sleep(retry_delay(delays.pop(0), retry_after, random.random()))
                 continue
             try:
                 message = json.loads(text).get("message", text)

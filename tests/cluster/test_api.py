@@ -326,3 +326,41 @@ def test_the_loopback_server_serves_the_same_tables_as_the_real_one(sandbox: San
     for got, want in zip(loopback, real, strict=True):
         for column, (mine, theirs) in enumerate(zip(shown(got), shown(want), strict=True)):
             assert mine == theirs, (column, mine, theirs)
+
+
+def test_a_stale_resource_version_on_a_status_patch_conflicts_on_both_servers(sandbox: Sandbox) -> None:
+    """The scaler's readiness-gate write is guarded so; the loopback server dropped the guard on
+    /status (it kept only the status of the patched object) and never answered 409 there."""
+    from voiceop.api import all_crds
+    from voiceop.sandbox.apiserver import ApiError, LoopbackApiServer
+
+    region = example_object("Region", "eu-west")
+    region["metadata"] = {"name": "conflict-probe"}
+    path = sandbox.discovery.path(region)
+    created = sandbox.admin.apply(path, region, manager="test")
+    stale = created["metadata"]["resourceVersion"]
+    sandbox.admin.patch(path + "/status", {"status": {"observedGeneration": 1}})
+    with pytest.raises(RestError) as real:
+        sandbox.admin.patch(
+            path + "/status", {"metadata": {"resourceVersion": stale}, "status": {"observedGeneration": 2}}
+        )
+    sandbox.admin.delete(path)
+    with LoopbackApiServer() as server:
+        for crd in all_crds():
+            server.apply(crd)
+        loopback = server.apply(region)
+        rtype = server.store.type_of_kind(region["apiVersion"], "Region")
+        merge = "application/merge-patch+json"
+        server.store.patch(
+            rtype, None, "conflict-probe", merge, {"status": {"observedGeneration": 1}}, subresource="status"
+        )
+        with pytest.raises(ApiError) as mine:
+            server.store.patch(
+                rtype,
+                None,
+                "conflict-probe",
+                merge,
+                {"metadata": {"resourceVersion": loopback["metadata"]["resourceVersion"]}, "status": {}},
+                subresource="status",
+            )
+    assert real.value.code == mine.value.code == 409

@@ -182,19 +182,34 @@ class Scaler:
                 await self._set_gate(pod, "True", "MediaReady")
 
     async def _set_gate(self, pod: Raw, status: str, reason: str) -> None:
-        meta = pod["metadata"]
-        patch = {
-            "metadata": {"resourceVersion": meta["resourceVersion"]},
-            "status": {"conditions": with_condition(pod, ACCEPTING_CALLS, status, reason)},
-        }
-        try:
-            updated = await self.client.patch(
-                KINDS["Pod"], meta["namespace"], meta["name"], patch, sub="status"
-            )
+        """The readiness gate, guarded by the pod's resourceVersion (the kubelet writes conditions too).
+
+        A conflict means the kubelet wrote in between: the pod is read again and the conditions
+        recomputed from it, once; a second conflict waits for the next tick.
+        """
+        for attempt in range(2):
+            meta = pod["metadata"]
+            patch = {
+                "metadata": {"resourceVersion": meta["resourceVersion"]},
+                "status": {"conditions": with_condition(pod, ACCEPTING_CALLS, status, reason)},
+            }
+            try:
+                updated = await self.client.patch(
+                    KINDS["Pod"], meta["namespace"], meta["name"], patch, sub="status"
+                )
+            except ApiError as error:
+                if error.code == 404 or (error.code == 409 and attempt):
+                    return  # gone meanwhile; or conflicting again: the next tick sees it as it is
+                if error.code != 409:
+                    raise
+                fresh = await self.client.get(KINDS["Pod"], meta["namespace"], meta["name"])
+                if fresh is None:
+                    return
+                pod = {**fresh, "kind": "Pod"}
+                self.cache.upsert(pod)
+                continue
             self.cache.upsert({**updated, "kind": "Pod"})
-        except ApiError as error:
-            if error.code not in (404, 409):
-                raise  # a conflict is a kubelet write in between: next tick sees it
+            return
 
     def config_for(self, agent: VoiceAgent, region: str) -> ScalingConfig:
         spec = agent.spec

@@ -235,6 +235,9 @@ class Store(FaultsAndCounts, Watching):
         self, rtype: ResourceType, key: ObjKey, old: Obj, new: Obj, subresource: str | None
     ) -> Obj:
         """Common tail of PUT and PATCH: subresource isolation, identity, generation, finalizers."""
+        # A resourceVersion sent is a precondition on /status too (kube-apiserver checks it on
+        # the object the write produced, before the status is isolated from the rest).
+        sent_version = (new.get("metadata") or {}).get("resourceVersion")
         if subresource == "status":
             candidate = copy.deepcopy(old)
             if "status" in new:
@@ -250,7 +253,6 @@ class Store(FaultsAndCounts, Watching):
             new = self._admit(rtype, new)
         meta = new.setdefault("metadata", {})
         old_meta = old["metadata"]
-        sent_version = meta.get("resourceVersion")
         if sent_version and sent_version != old_meta["resourceVersion"]:
             raise ApiError(
                 409,
