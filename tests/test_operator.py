@@ -6,6 +6,7 @@ slow or down; no test traffic leaves the machine.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -610,7 +611,7 @@ def test_two_replicas_with_peering_have_one_active(cluster: Cluster, examples: l
             cluster.apply_all(examples)
             wait_for(lambda: is_ready(cluster, "billing"), what="leader reconciled")
             settle(leader, 0.5)
-            assert follower.reconciler is not None
+            assert follower.reconciler is None, "a standby does not work"
             assert not follower.cache.objects["VoiceAgent"], "the follower's watches are paused"
         # The leader goes; the follower takes over and reconciles a change.
     with running_operator(cluster, standalone=False, priority=100) as successor:
@@ -624,6 +625,53 @@ def test_two_replicas_with_peering_have_one_active(cluster: Cluster, examples: l
             what="successor acts",
         )
         assert successor.reconciler is not None
+
+
+def test_a_standby_started_after_everything_exists_lists_writes_probes_and_scales_nothing(
+    cluster: Cluster, examples: list[dict[str, Any]], probe: ProbeTarget
+) -> None:
+    """kopf pauses a standby's watches, not voiceop's own client: it listed the cluster, then
+    probed backends and ran its scaler on that frozen snapshot (probe traffic doubled)."""
+    from voiceop.deploy.peering import cluster_peering, peering_crds
+
+    for crd in peering_crds():
+        cluster.apply(crd)
+    cluster.apply(cluster_peering())
+
+    def peers() -> int:
+        return len(
+            (cluster.get("ClusterKopfPeering", None, "voiceop", "kopf.dev/v1") or {}).get("status") or {}
+        )
+
+    with contextlib.ExitStack() as standby_scope:
+        with contextlib.ExitStack() as leader_scope:
+            leader = leader_scope.enter_context(running_operator(cluster, standalone=False, priority=200))
+            cluster.apply_all(examples)
+            wait_for(lambda: is_ready(cluster, "billing") and is_ready(cluster, "support"), what="converged")
+            standby = standby_scope.enter_context(
+                running_operator(cluster, standalone=False, priority=100, wait_watching=False)
+            )
+            wait_for(lambda: peers() == 2, what="both peers registered")
+            hits_before = probe.hits
+            time.sleep(4.0)  # two scaler ticks and a probe interval of the leader
+            assert standby.client is not None
+            assert set(standby.client.sent) == {"get_peering"}, standby.client.sent
+            assert standby.reconciler is None and standby.prober is None and standby.scaler is None
+            assert not any(standby.cache.objects.values()) and not any(standby.cache.children.values())
+            assert leader.client is not None and leader.client.sent.get("list", 0) > 0
+            assert probe.hits > hits_before, "the leader probed its backends meanwhile"
+        # The leader has gone: the standby takes over from a fresh list and acts on a change.
+        billing = example(examples, "VoiceAgent", "billing")
+        billing["spec"]["image"] = "ghcr.io/example/voice-runtime:3.0.0"
+        cluster.apply(billing)
+        wait_for(
+            lambda: cluster.get("Deployment", NS, "billing-eu-west", "apps/v1")["spec"]["template"]["spec"][
+                "containers"
+            ][0]["image"].endswith("3.0.0"),
+            timeout=30,
+            what="the standby took over",
+        )
+        assert standby.client.sent.get("list", 0) > 0 and standby.prober is not None
 
 
 def test_operator_metrics_count_reconciles_and_api_requests(

@@ -176,6 +176,7 @@ class KubeClient:
         self._headers = headers
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        self.sent: dict[str, int] = {}  # requests this client sent, by verb (the metrics are per process)
 
     @classmethod
     def connect(cls, info: Connection) -> KubeClient:
@@ -210,6 +211,7 @@ class KubeClient:
         delays = list(RETRY_DELAYS) if retry else []
         while True:
             started = time.perf_counter()
+            self.sent[verb] = self.sent.get(verb, 0) + 1
             try:
                 async with self._client().request(
                     method, self.server + path, params=params, data=data, headers=headers

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +19,13 @@ from voiceop.controller.cache import ClusterCache
 from voiceop.controller.prober import BackendProber
 from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.scaler import Scaler
+from voiceop.controller.standby import PeeringRef, is_active
 from voiceop.kube import ApiError, Connection, KubeClient
 from voiceop.status import now_iso
 
 logger = logging.getLogger("voiceop")
+
+STANDBY_POLL_SECONDS = 1.0  # how often a replica reads the peering object
 
 
 class OperatorRuntime:
@@ -30,8 +34,12 @@ class OperatorRuntime:
         connection: Connection | None = None,
         namespaces: Sequence[str] = (),
         relist_seconds: float = 300.0,
+        peering: PeeringRef | None = None,
     ) -> None:
         self.relist_seconds = relist_seconds
+        # With peering, only the replica the peering rule makes active works (see standby.py).
+        self.peering = peering
+        self.active = False
         self.namespaces = tuple(namespaces)  # empty: all
         # Given (tests, demo): used as it is. Otherwise found at login.
         self.connection = connection
@@ -57,10 +65,17 @@ class OperatorRuntime:
         while self.connection is None:
             await asyncio.sleep(0.05)
         self.client = KubeClient.connect(self.connection)
-        await self._initial_sync(self.client)
-        self.reconciler = Reconciler(self.client, self.cache)
+        if self.peering is None:
+            self.active = True
+            await self._work(self.client)
+        else:
+            await self._work_while_active(self.client, self.peering)
+
+    async def _work(self, client: KubeClient) -> None:
+        await self._initial_sync(client)
+        self.reconciler = Reconciler(client, self.cache)
         self.prober = BackendProber(self.cache, self._write_backend_status, now_iso)
-        self.scaler = Scaler(self.client, self.cache, self.reconciler)
+        self.scaler = Scaler(client, self.cache, self.reconciler)
         for raw, deleted in self._backlog:
             self.reconciler.observe(raw, deleted)
         self._backlog.clear()
@@ -68,6 +83,61 @@ class OperatorRuntime:
         await asyncio.gather(
             self.reconciler.run(), self.prober.run(), self.scaler.run(), self._relist_periodically()
         )
+
+    async def _work_while_active(self, client: KubeClient, peering: PeeringRef) -> None:
+        """Stand by (no list, no write, no probe, no scaling, no cache) until peering says work.
+
+        Becoming active starts from a fresh list; standing by again drops everything learnt,
+        so that a replica never acts on a snapshot that went stale while another one worked.
+        """
+        work: asyncio.Task[None] | None = None
+        try:
+            while True:
+                active = await self._peering_says_active(client, peering)
+                if active and work is None:
+                    logger.info("peering: %s is the active replica; listing everything", peering.identity)
+                    self.active = True
+                    work = asyncio.create_task(self._work(client), name="voiceop-work")
+                elif active is False and work is not None:
+                    logger.info("peering: another replica is active; %s stands by", peering.identity)
+                    await self._stop_work(work)
+                    work = None
+                if work is not None and work.done():
+                    work.result()  # a failure of the work surfaces here, as it would standalone
+                await asyncio.sleep(STANDBY_POLL_SECONDS)
+        finally:
+            if work is not None:
+                await self._stop_work(work)
+
+    async def _peering_says_active(self, client: KubeClient, peering: PeeringRef) -> bool | None:
+        """The rule on the peering object(s) now; None when they cannot be read (no change)."""
+        scopes: Sequence[str | None] = (
+            (peering.namespace,) if peering.namespace else (self.namespaces or (None,))
+        )
+        now = datetime.datetime.now(datetime.UTC)
+        try:
+            for namespace in scopes:
+                path = (
+                    f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/{peering.name}"
+                    if namespace
+                    else f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering.name}"
+                )
+                body = await client.request("GET", path, verb="get_peering", retry=False)
+                if not is_active((body or {}).get("status"), peering, now):
+                    return False
+        except ApiError as error:
+            logger.warning("peering: cannot read %s: %s", peering.name, error)
+            return None
+        return True
+
+    async def _stop_work(self, work: asyncio.Task[None]) -> None:
+        self.active = False
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        self.reconciler = self.prober = self.scaler = None
+        self.cache = ClusterCache()
+        self._backlog.clear()
 
     async def _relist_periodically(self) -> None:
         """List everything again on a clock, as informers relist, and drop what is gone.
@@ -148,6 +218,8 @@ class OperatorRuntime:
         if not raw.get("metadata"):
             return
         deleted = event.get("type") == "DELETED"
+        if self.peering is not None and not self.active:
+            return  # standing by: becoming active lists everything afresh
         if self.reconciler is None:  # events can arrive before start-up has finished
             self._backlog.append((raw, deleted))
             return

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Sequence
 
 import kopf
+from kopf._core.engines.peering import Identity  # kopf.operator takes one; not re-exported
 from prometheus_client import start_http_server
 
 from voiceop.controller.runtime import OperatorRuntime
+from voiceop.controller.standby import PeeringRef
 from voiceop.handlers.registry import build_registry
 
 
@@ -28,12 +33,17 @@ def run_operator(
 ) -> None:
     """Run until stopped: all namespaces, or only `namespaces`; with peering unless standalone."""
     runtime = runtime or OperatorRuntime(namespaces=namespaces, relist_seconds=relist_seconds)
+    # One identity for kopf's peering and voiceop's runtime, so both apply the rule to the same peer.
+    identity = os.environ.get("POD_ID") or f"voiceop-{uuid.uuid4().hex[:12]}@{socket.gethostname()}"
+    if not standalone:
+        runtime.peering = PeeringRef(peering, identity, priority)
     registry = build_registry(runtime)
     asyncio.run(
         kopf.operator(
             registry=registry,
             standalone=standalone,
             priority=priority,
+            identity=Identity(identity),
             peering_name=None if standalone else peering,  # a name makes peering mandatory
             clusterwide=not namespaces,
             namespaces=list(namespaces),
