@@ -122,6 +122,23 @@ def scaled_to_minimum(cluster: Cluster) -> bool:
     return replicas == {f"billing-{r}": m for r, m in minimums.items()} and desired == minimums
 
 
+def roll_billing_to(
+    cluster: Cluster, examples: list[dict[str, Any]], tag: str, what: str, timeout: float = 15.0
+) -> None:
+    """Change billing's media image and wait until its eu-west Deployment carries it."""
+    billing = example(examples, "VoiceAgent", "billing")
+    billing["spec"]["image"] = f"ghcr.io/example/voice-runtime:{tag}"
+    cluster.apply(billing)
+
+    def rolled() -> bool:
+        deployment = cluster.get("Deployment", NS, "billing-eu-west", "apps/v1") or {}
+        return bool(deployment) and deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
+            tag
+        )
+
+    wait_for(rolled, timeout=timeout, what=what)
+
+
 def settle(runtime: OperatorRuntime, seconds: float = 0.3) -> None:
     """Wait until the reconcile queue has been empty for `seconds`."""
     quiet_since = None
@@ -615,15 +632,7 @@ def test_two_replicas_with_peering_have_one_active(cluster: Cluster, examples: l
             assert not follower.cache.objects["VoiceAgent"], "the follower's watches are paused"
         # The leader goes; the follower takes over and reconciles a change.
     with running_operator(cluster, standalone=False, priority=100) as successor:
-        billing = example(examples, "VoiceAgent", "billing")
-        billing["spec"]["image"] = "ghcr.io/example/voice-runtime:2.0.0"
-        cluster.apply(billing)
-        wait_for(
-            lambda: cluster.get("Deployment", NS, "billing-eu-west", "apps/v1")["spec"]["template"]["spec"][
-                "containers"
-            ][0]["image"].endswith("2.0.0"),
-            what="successor acts",
-        )
+        roll_billing_to(cluster, examples, "2.0.0", what="successor acts")
         assert successor.reconciler is not None
 
 
@@ -661,16 +670,7 @@ def test_a_standby_started_after_everything_exists_lists_writes_probes_and_scale
             assert leader.client is not None and leader.client.sent.get("list", 0) > 0
             assert probe.hits > hits_before, "the leader probed its backends meanwhile"
         # The leader has gone: the standby takes over from a fresh list and acts on a change.
-        billing = example(examples, "VoiceAgent", "billing")
-        billing["spec"]["image"] = "ghcr.io/example/voice-runtime:3.0.0"
-        cluster.apply(billing)
-        wait_for(
-            lambda: cluster.get("Deployment", NS, "billing-eu-west", "apps/v1")["spec"]["template"]["spec"][
-                "containers"
-            ][0]["image"].endswith("3.0.0"),
-            timeout=30,
-            what="the standby took over",
-        )
+        roll_billing_to(cluster, examples, "3.0.0", what="the standby took over", timeout=30)
         assert standby.client.sent.get("list", 0) > 0 and standby.prober is not None
 
 
