@@ -32,6 +32,10 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "noRbac": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "existing"}},
     "noMetricsService": {"metrics": {"service": {"enabled": False}}},
     "edge": {"edge": {"enabled": True}},
+    "operatorDefaults": {
+        "mediaPods": {"networkPolicy": True},
+        "prometheus": {"url": "http://prometheus-operated.monitoring:9090"},
+    },
     "edgeScoped": {
         "edge": {"enabled": True, "endpointsFrom": "pods", "service": {"type": "LoadBalancer"}},
         "watchNamespaces": ["contact-center"],
@@ -72,6 +76,18 @@ def test_every_toggle_renders_valid_kubernetes(toggle: str) -> None:
             continue
         for version in KUBERNETES_VERSIONS:
             kubernetes_validate.validate(obj, version, strict=True)
+
+
+@pytest.mark.parametrize("toggle", sorted(TOGGLES))
+def test_the_operators_arguments_are_ones_voiceop_run_takes(toggle: str) -> None:
+    from voiceop.cli import build_parser
+
+    deployment = by_kind(render(TOGGLES[toggle]), "Deployment")[0]
+    args = build_parser().parse_args(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert args.command == "run"
+    assert args.media_network_policy is (toggle == "operatorDefaults")
+    expected_url = "http://prometheus-operated.monitoring:9090" if toggle == "operatorDefaults" else None
+    assert args.prometheus_url == expected_url
 
 
 def test_toggles_switch_what_they_say() -> None:

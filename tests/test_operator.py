@@ -283,6 +283,26 @@ def test_removing_a_region_deletes_its_children(
     assert routes
 
 
+def test_a_media_network_policy_is_made_and_pruned_as_the_agent_asks(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
+
+    def policies() -> dict[str, dict[str, Any]]:
+        return cluster.children("NetworkPolicy", NS, "networking.k8s.io/v1", "billing")
+
+    assert policies() == {}
+    billing = example(examples, "VoiceAgent", "billing")
+    billing["spec"].setdefault("transport", {})["networkPolicy"] = True
+    cluster.apply(billing)
+    (policy,) = wait_for(lambda: list(policies().values()), what="NetworkPolicy made")
+    assert policy["metadata"]["ownerReferences"][0]["name"] == "billing"
+    billing["spec"]["transport"]["networkPolicy"] = False
+    cluster.apply(billing)
+    wait_for(lambda: policies() == {}, what="NetworkPolicy pruned")
+
+
 def test_deleting_the_agent_deletes_everything_it_owned(
     cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
 ) -> None:

@@ -17,6 +17,7 @@ from voiceop.api.inventory import Inventory
 from voiceop.inputs.yamlio import dump_all
 from voiceop.render import render_agent, render_all
 from voiceop.render.agent import RUNTIME_CONFIG_KEY, quantity
+from voiceop.render.options import RenderOptions
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 
@@ -96,6 +97,65 @@ def test_media_deployment_contract(rendered_examples: list[dict[str, Any]]) -> N
         d for d in by_kind(rendered_examples, "Deployment") if d["metadata"]["name"] == "billing-ap-southeast"
     ][0]
     assert apac["spec"]["template"]["spec"]["nodeSelector"] == {"node.example.com/pool": "voice-apac"}
+
+
+def test_media_pods_are_locked_down(rendered_examples: list[dict[str, Any]]) -> None:
+    """The restricted profile's fields (the real Pod Security admission: tests/cluster)."""
+    for deployment in by_kind(rendered_examples, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+        assert "hostNetwork" not in pod
+        for container in pod["containers"]:
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            }
+
+
+def _billing_with(examples: Any, **spec: Any) -> tuple[Inventory, list[dict[str, Any]]]:
+    raw = example_object("VoiceAgent", "billing")
+    raw["spec"].update(spec)
+    inventory: Inventory = copy.copy(examples.inventory)
+    inventory.agents = {
+        "contact-center": {**inventory.agents["contact-center"], "billing": parse_object(raw)}
+    }
+    return inventory, _agent_children(inventory, "billing")
+
+
+def test_a_privileged_sip_port_adds_only_net_bind_service(examples: Any) -> None:
+    _, children = _billing_with(examples, transport={"sip": {"port": 506}})
+    container = by_kind(children, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+
+
+def test_a_network_policy_admits_sip_rtp_and_metrics_when_asked(examples: Any) -> None:
+    assert by_kind(_agent_children(examples.inventory, "billing"), "NetworkPolicy") == []
+    transport = {
+        "sip": {"port": 5080, "protocol": "TCP"},
+        "rtp": {"portRange": {"start": 20000, "end": 20999}},
+    }
+    inventory, children = _billing_with(examples, transport={**transport, "networkPolicy": True})
+    (policy,) = by_kind(children, "NetworkPolicy")
+    kubernetes_valid(policy, "1.34")
+    assert policy["metadata"]["name"] == "billing-media"
+    assert policy["spec"]["podSelector"]["matchLabels"]["voiceop.dev/agent"] == "billing"
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [
+        {
+            "ports": [
+                {"protocol": "TCP", "port": 5080},
+                {"protocol": "UDP", "port": 20000, "endPort": 20999},
+                {"protocol": "TCP", "port": 9090},
+            ]
+        }
+    ]
+    # The operator's default applies only where the agent says nothing.
+    on = RenderOptions(media_network_policy=True)
+    assert len(by_kind(_agent_children(examples.inventory, "support", options=on), "NetworkPolicy")) == 1
+    inventory, _ = _billing_with(examples, transport={"networkPolicy": False})
+    assert by_kind(_agent_children(inventory, "billing", options=on), "NetworkPolicy") == []
+    pod_labels = by_kind(children, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
 
 
 def test_secret_values_never_appear_in_output(rendered_examples: list[dict[str, Any]]) -> None:

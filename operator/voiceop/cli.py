@@ -38,6 +38,26 @@ def cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def render_options(args: argparse.Namespace) -> Any:
+    """The operator-wide render choices that `run` and `render` share."""
+    from voiceop.render.options import RenderOptions
+
+    return RenderOptions(media_network_policy=args.media_network_policy, prometheus_url=args.prometheus_url)
+
+
+def add_render_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--media-network-policy",
+        action="store_true",
+        help="a NetworkPolicy for the media pods of agents that leave spec.transport.networkPolicy unset",
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        help="Prometheus of agents that read one (metrics.source prometheus, mode keda) and name none",
+    )
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from voiceop.inputs.loading import load_inventory
     from voiceop.inputs.yamlio import dump, dump_all
@@ -46,7 +66,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     loaded = load_inventory(args.filename)
     if not loaded.errors:
         try:
-            objects = render_all(loaded.inventory)
+            objects = render_all(loaded.inventory, render_options(args))
         except NameConflict as conflict:
             loaded.errors.append(str(conflict))
     if loaded.errors:
@@ -103,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         health_port=args.health_port,
         verbose=args.verbose,
         relist_seconds=args.relist_seconds,
+        render_options=render_options(args),
     )
 
 
@@ -211,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="file or folder of YAML manifests (repeatable; - for stdin)",
     )
     render.add_argument("-o", "--output", metavar="DIR", help="write one file per object into DIR")
+    add_render_options(render)
     render.set_defaults(run=cmd_render)
 
     sim = commands.add_parser("simulate", help="replay a call trace against an autoscaling policy")
@@ -349,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)")
     run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port (0: off)")
+    add_render_options(run)
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(run=cmd_run)
     return parser

@@ -61,6 +61,7 @@ KINDS: dict[str, Kind] = {
         Kind("v1", "Service", "services", "child"),
         Kind("v1", "ConfigMap", "configmaps", "child"),
         Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", "child"),
+        Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", "child"),
         Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "child"),
         Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects", "child", optional=True),
         # Made by ReplicaSets from voiceop's Deployments (they carry its labels); the scaler reads them.

@@ -17,6 +17,7 @@ from voiceop.controller.status_writer import StatusWriter
 from voiceop.kube import KubeClient
 from voiceop.render import render_agent
 from voiceop.render.names import media_name
+from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 from voiceop.status import RegionObservation, agent_conditions, agent_status, scaling_limited
 
 SignalTable = dict[tuple[str, str, str], RegionSignals]  # (namespace, agent, region) -> signals
@@ -28,6 +29,7 @@ class AgentReconciler:
     cache: ClusterCache
     status: StatusWriter
     signals: SignalTable
+    options: RenderOptions = DEFAULT_OPTIONS
     # (namespace, agent) -> (fingerprint of the inputs, stamped children): renders are reused
     # while nothing they depend on changed, so the many events of a rollout cost no re-render.
     _rendered: dict[tuple[str, str], tuple[tuple[Any, ...], list[Raw]]] = field(default_factory=dict)
@@ -61,6 +63,7 @@ class AgentReconciler:
         regions, backends = self.cache.regions(), self.cache.backends(agent.namespace)
         # Generations, not resourceVersions: status writes must not count as changes.
         fingerprint = (
+            self.options,
             agent.metadata.uid,
             agent.metadata.generation,
             active,
@@ -76,7 +79,8 @@ class AgentReconciler:
         cached = self._rendered.get((agent.namespace, agent.name))
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
-        desired = [stamped(child) for child in render_agent(agent, regions, backends, active_backend=active)]
+        rendered = render_agent(agent, regions, backends, active_backend=active, options=self.options)
+        desired = [stamped(child) for child in rendered]
         self._rendered[(agent.namespace, agent.name)] = (fingerprint, desired)
         return desired
 

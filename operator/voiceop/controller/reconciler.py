@@ -19,6 +19,7 @@ from voiceop.controller.regions import RegionReconciler
 from voiceop.controller.routes import RoutesReconciler
 from voiceop.controller.status_writer import StatusWriter
 from voiceop.kube import KubeClient
+from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 from voiceop.status import now_iso
 
 # (what, namespace, name): ("agent", ns, name), ("routes", ns, ""), ("region", "", name)
@@ -32,10 +33,11 @@ class Reconciler:
     clock: Callable[[], str] = now_iso
     workers: int = 4
     signals: SignalTable = field(default_factory=dict)
+    options: RenderOptions = DEFAULT_OPTIONS
 
     def __post_init__(self) -> None:
         self.status = StatusWriter(self.client, self.cache, self.clock)
-        self.agents = AgentReconciler(self.client, self.cache, self.status, self.signals)
+        self.agents = AgentReconciler(self.client, self.cache, self.status, self.signals, self.options)
         self.routes = RoutesReconciler(self.client, self.cache, self.status)
         self.regions = RegionReconciler(self.cache, self.status, self.signals)
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, label=lambda key: key[0], workers=self.workers)

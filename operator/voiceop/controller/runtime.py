@@ -21,6 +21,7 @@ from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.scaler import Scaler
 from voiceop.controller.standby import PeeringRef, is_active
 from voiceop.kube import ApiError, Connection, KubeClient
+from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 from voiceop.status import now_iso
 
 logger = logging.getLogger("voiceop")
@@ -35,8 +36,10 @@ class OperatorRuntime:
         namespaces: Sequence[str] = (),
         relist_seconds: float = 300.0,
         peering: PeeringRef | None = None,
+        render_options: RenderOptions = DEFAULT_OPTIONS,
     ) -> None:
         self.relist_seconds = relist_seconds
+        self.render_options = render_options
         # With peering, only the replica the peering rule makes active works (see standby.py).
         self.peering = peering
         self.active = False
@@ -73,7 +76,7 @@ class OperatorRuntime:
 
     async def _work(self, client: KubeClient) -> None:
         await self._initial_sync(client)
-        self.reconciler = Reconciler(client, self.cache)
+        self.reconciler = Reconciler(client, self.cache, options=self.render_options)
         self.prober = BackendProber(self.cache, self._write_backend_status, now_iso)
         self.scaler = Scaler(client, self.cache, self.reconciler)
         for raw, deleted in self._backlog:

@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from voiceop.controller.runtime import OperatorRuntime
 from voiceop.controller.standby import PeeringRef
 from voiceop.handlers.registry import build_registry
+from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 
 
 def run_operator(
@@ -30,9 +31,12 @@ def run_operator(
     stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
     relist_seconds: float = 300.0,
+    render_options: RenderOptions = DEFAULT_OPTIONS,
 ) -> None:
     """Run until stopped: all namespaces, or only `namespaces`; with peering unless standalone."""
-    runtime = runtime or OperatorRuntime(namespaces=namespaces, relist_seconds=relist_seconds)
+    runtime = runtime or OperatorRuntime(
+        namespaces=namespaces, relist_seconds=relist_seconds, render_options=render_options
+    )
     # One identity for kopf's peering and voiceop's runtime, so both apply the rule to the same peer.
     identity = os.environ.get("POD_ID") or f"voiceop-{uuid.uuid4().hex[:12]}@{socket.gethostname()}"
     if not standalone:
@@ -63,6 +67,7 @@ def main(
     health_port: int,
     verbose: bool,
     relist_seconds: float = 300.0,
+    render_options: RenderOptions = DEFAULT_OPTIONS,
 ) -> int:
     kopf.configure(verbose=verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -76,5 +81,6 @@ def main(
         peering=peering,
         liveness_endpoint=liveness,
         relist_seconds=relist_seconds,
+        render_options=render_options,
     )
     return 0

@@ -6,6 +6,7 @@ from typing import Any
 
 from voiceop.api.inventory import Inventory
 from voiceop.render.agent import render_agent
+from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 from voiceop.render.routes import routes_configmap, routes_for
 
 
@@ -13,7 +14,7 @@ class NameConflict(ValueError):
     """Two parents would make a child of the same kind and name."""
 
 
-def render_all(inventory: Inventory) -> list[dict[str, Any]]:
+def render_all(inventory: Inventory, options: RenderOptions = DEFAULT_OPTIONS) -> list[dict[str, Any]]:
     """Every child of every object in a reference-complete inventory, in a stable order."""
     objects: list[dict[str, Any]] = []
     owners: dict[tuple[str, str, str], str] = {}
@@ -21,7 +22,7 @@ def render_all(inventory: Inventory) -> list[dict[str, Any]]:
         backends = inventory.backends[namespace]
         agents = inventory.agents[namespace]
         for agent in sorted(agents.values(), key=lambda a: a.name):
-            for child in render_agent(agent, inventory.regions, backends):
+            for child in render_agent(agent, inventory.regions, backends, options=options):
                 key = (child["kind"], namespace, child["metadata"]["name"])
                 if key in owners:
                     raise NameConflict(
@@ -38,4 +39,4 @@ def render_all(inventory: Inventory) -> list[dict[str, Any]]:
     return objects
 
 
-__all__ = ["NameConflict", "render_agent", "render_all"]
+__all__ = ["NameConflict", "RenderOptions", "render_agent", "render_all"]

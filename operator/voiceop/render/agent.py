@@ -17,6 +17,7 @@ from voiceop.api.v1alpha1.voiceagent import AgentRegion
 from voiceop.api.wire import ACCEPTING_CALLS, POD_ANNOTATIONS_DIR, POD_ANNOTATIONS_FILE
 from voiceop.render import names
 from voiceop.render.metadata import child_labels, object_metadata, selector_labels
+from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 from voiceop.render.templates import load
 
 METRICS_PORT = 9090
@@ -25,6 +26,8 @@ RUNTIME_CONFIG_KEY = "runtime.json"
 SETTINGS_DIR = "/etc/voiceop/settings"
 # Time the preStop hook and SIGTERM handling get beyond the longest call.
 DRAIN_MARGIN_SECONDS = 30
+# Ports below this need NET_BIND_SERVICE, the one capability the restricted profile lets a pod add.
+PRIVILEGED_PORTS_END = 1024
 
 
 def quantity(value: float) -> str:
@@ -81,18 +84,18 @@ def runtime_config(
     return config
 
 
+def agent_metadata(agent: VoiceAgent, name: str, component: str) -> dict[str, Any]:
+    """Metadata of a child that serves an agent in every region."""
+    return object_metadata(name, agent.namespace, child_labels(component, agent.name), [agent])
+
+
 def runtime_configmap(
     agent: VoiceAgent, backends: Sequence[AIBackend], active_backend: str | None = None
 ) -> dict[str, Any]:
     config = runtime_config(agent, backends, active_backend)
     return load(
         "configmap.yaml.j2",
-        metadata=object_metadata(
-            names.runtime_config_name(agent.name),
-            agent.namespace,
-            child_labels("runtime-config", agent.name),
-            [agent],
-        ),
+        metadata=agent_metadata(agent, names.runtime_config_name(agent.name), "runtime-config"),
         data={RUNTIME_CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True) + "\n"},
     )
 
@@ -175,6 +178,14 @@ def regional_metadata(agent: VoiceAgent, region: Region, component: str) -> dict
     )
 
 
+def container_capabilities(agent: VoiceAgent) -> dict[str, list[str]]:
+    """None but what the SIP port needs: the restricted Pod Security profile drops ALL."""
+    capabilities = {"drop": ["ALL"]}
+    if agent.spec.transport.sip.port < PRIVILEGED_PORTS_END:
+        capabilities["add"] = ["NET_BIND_SERVICE"]
+    return capabilities
+
+
 def media_deployment(
     agent: VoiceAgent, bounds: AgentRegion, region: Region, backends: Sequence[AIBackend]
 ) -> dict[str, Any]:
@@ -199,6 +210,7 @@ def media_deployment(
         sip_port=spec.transport.sip.port,
         sip_protocol=sip_service_protocol(agent),
         resources={k: v for k, v in resources.items() if v},
+        capabilities=container_capabilities(agent),
         volume_mounts=mounts,
         volumes=volumes,
     )
@@ -222,6 +234,27 @@ def media_pdb(agent: VoiceAgent, region: Region) -> dict[str, Any]:
         metadata=regional_metadata(agent, region, "media"),
         selector=selector_labels(agent.name, region.name),
     )
+
+
+def media_network_policy(agent: VoiceAgent) -> dict[str, Any]:
+    """Ingress to an agent's media pods in every region: SIP, RTP and metrics, nothing else."""
+    transport = agent.spec.transport
+    rtp = transport.rtp.port_range if transport.rtp else None
+    start, end = (rtp.start, rtp.end) if rtp else (PRIVILEGED_PORTS_END, 65535)
+    ports: list[dict[str, Any]] = [{"protocol": sip_service_protocol(agent), "port": transport.sip.port}]
+    ports.append({"protocol": "UDP", "port": start, "endPort": end})
+    ports.append({"protocol": "TCP", "port": METRICS_PORT})
+    return load(
+        "networkpolicy.yaml.j2",
+        metadata=agent_metadata(agent, names.media_policy_name(agent.name), "media"),
+        selector=child_labels("media", agent.name),
+        ports=ports,
+    )
+
+
+def wants_network_policy(agent: VoiceAgent, options: RenderOptions) -> bool:
+    chosen = agent.spec.transport.network_policy
+    return options.media_network_policy if chosen is None else chosen
 
 
 def replica_bounds(bounds: AgentRegion, region: Region) -> tuple[int, int]:
@@ -274,10 +307,13 @@ def render_agent(
     backends: Mapping[str, AIBackend],
     *,
     active_backend: str | None = None,
+    options: RenderOptions = DEFAULT_OPTIONS,
 ) -> list[dict[str, Any]]:
     """Every child of an agent whose references all resolve (checked by the caller)."""
     agent_backends = [backends[ref.name] for ref in agent.spec.backends]
     children = [runtime_configmap(agent, agent_backends, active_backend)]
+    if wants_network_policy(agent, options):
+        children.append(media_network_policy(agent))
     for bounds in agent.spec.regions:
         region = regions[bounds.name]
         children.append(media_deployment(agent, bounds, region, agent_backends))

@@ -38,6 +38,11 @@ def media_name(agent: str, region: str) -> str:
     return dns_label(agent, region)
 
 
+def media_policy_name(agent: str) -> str:
+    """Name of the NetworkPolicy over an agent's media pods in every region."""
+    return dns_label(agent, "media")
+
+
 def runtime_config_name(agent: str) -> str:
     """Name of an agent's runtime ConfigMap (a DNS subdomain: 253 allowed, agents have 63)."""
     return f"{agent}-runtime"

@@ -213,7 +213,19 @@ class Transport(ApiModel):
     rtp: RtpTransport | None = Field(default=None, description="RTP media ports.")
     host_network: bool = Field(
         default=False,
-        description="Run media pods on the node's network (RTP port ranges without NAT).",
+        description=(
+            "Run media pods on the node's network (RTP port ranges without NAT). Breaks the restricted"
+            " Pod Security profile: host namespaces (hostNetwork) and host ports."
+        ),
+    )
+    network_policy: bool | None = Field(
+        default=None,
+        description=(
+            "A NetworkPolicy `<agent>-media` that admits only SIP, RTP (transport.rtp.portRange, else"
+            " every unprivileged UDP port) and metrics (9090/TCP) to the agent's media pods. Unset:"
+            " the operator's default (voiceop run --media-network-policy, chart value"
+            " mediaPods.networkPolicy)."
+        ),
     )
 
 

@@ -108,6 +108,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _builtin(
         "policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", subresources=frozenset({"status"})
     ),
+    _builtin("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     _builtin(
         "autoscaling",
         "v2",
