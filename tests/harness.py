@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from voiceop.inputs.yamlio import read_manifests
 from voiceop.kube import Connection
 from voiceop.sandbox.apiserver import LoopbackApiServer
 from voiceop.sandbox.apiserver.controllers import DeploymentController
+from voiceop.sandbox.backend import BackendStandIn
 
 T = TypeVar("T")
 API = "voiceop.dev/v1alpha1"
@@ -122,56 +122,8 @@ def running_operator(
             raise failure[0]
 
 
-class ProbeTarget:
-    """An HTTP health endpoint on 127.0.0.1 that a test makes healthy, slow or down."""
-
-    def __init__(self) -> None:
-        from aiohttp import web
-
-        self.mode = "healthy"  # for every backend, unless `modes` names it
-        self.modes: dict[str, str] = {}
-        self.delay_s = 0.0
-        self.hits = 0
-        self._server: Any = None
-
-        async def health(request: web.Request) -> web.Response:
-            self.hits += 1
-            mode = self.modes.get(request.match_info["name"], self.mode)
-            if mode == "slow":
-                await asyncio.sleep(self.delay_s)
-            if mode == "down":
-                return web.Response(status=503, text="down")
-            return web.Response(text="ok")
-
-        app = web.Application()
-        app.router.add_get("/{name}/healthz", health)
-        self._app = app
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    def __enter__(self) -> ProbeTarget:
-        from aiohttp import web
-
-        self._thread.start()
-
-        async def start() -> int:
-            runner = web.AppRunner(self._app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self._server = runner
-            return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-
-        self.port = asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
-        return self
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}/healthz"
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._server.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+# The tests' AI backends: one stand-in on 127.0.0.1 that a test makes healthy, slow or down.
+ProbeTarget = BackendStandIn
 
 
 def loopback_examples(probe: ProbeTarget) -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@ Everything binds 127.0.0.0/8 addresses only and is stopped by the fixture that s
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import subprocess
 import threading
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import require_program
 from voiceop.api.wire import REGION_LABEL
@@ -28,6 +31,16 @@ METRICS_PORT = 9090
 SIP_PORT = 5060
 
 
+def metric_sum(text: str, metric: str, **labels: str) -> float:
+    """The sum of a metric's samples in a /metrics answer whose labels include `labels`."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == metric and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
 def require_sip_tools() -> None:
     for name in ("kamailio", "kamcmd", "sipp"):
         require_program(name, "apt-get install -y kamailio sip-tester")
@@ -40,22 +53,25 @@ class MediaPods:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     addresses: dict[str, str] = field(default_factory=dict)
 
-    def start(self, name: str, address: str, slots: int) -> None:
-        command = media_sim_command(address, METRICS_PORT, slots, None, SIP_PORT)
-        self.processes[name] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def start(
+        self, name: str, address: str, slots: int, runtime_config: Path | None = None, region: str = ""
+    ) -> None:
+        command = media_sim_command(address, METRICS_PORT, slots, None, SIP_PORT, runtime_config)
+        env = {**os.environ, "VOICEOP_POD_NAME": name, "VOICEOP_REGION": region}
+        self.processes[name] = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         self.addresses[name] = address
         deadline = time.monotonic() + 15
         while http_get(f"http://{address}:{METRICS_PORT}/healthz")[0] != 200:
             assert time.monotonic() < deadline, f"media-sim {name} did not start"
             time.sleep(0.1)
 
-    def metric(self, name: str, metric: str) -> float:
+    def metric(self, name: str, metric: str, **labels: str) -> float:
+        """A metric of one pod, summed over the label sets that carry `labels`."""
         code, text = http_get(f"http://{self.addresses[name]}:{METRICS_PORT}/metrics")
         assert code == 200
-        for line in text.splitlines():
-            if line.startswith(metric + " "):
-                return float(line.split()[1])
-        return 0.0
+        return metric_sum(text, metric, **labels)
 
     def calls_taken(self) -> dict[str, int]:
         return {name: int(self.metric(name, "voice_calls_total")) for name in self.processes}
@@ -95,8 +111,10 @@ def edge_at(tmp_path: Path) -> Iterator[Any]:
     require_sip_tools()
     started: list[KamailioEdge] = []
 
-    def start(routes: dict[str, dict[str, Any]], endpoints: list[MediaEndpoint]) -> KamailioEdge:
-        settings = KamailioEdge.settings_for(tmp_path / "edge")
+    def start(
+        routes: dict[str, dict[str, Any]], endpoints: list[MediaEndpoint], **settings_changes: Any
+    ) -> KamailioEdge:
+        settings = dataclasses.replace(KamailioEdge.settings_for(tmp_path / "edge"), **settings_changes)
         write_files(tmp_path / "edge", edge_files(settings, routes, endpoints))
         edge = KamailioEdge(settings).start()
         started.append(edge)
@@ -197,14 +215,7 @@ class CallPath:
             if address is None:
                 continue
             code, text = http_get(f"http://{address}:9090/metrics")
-            taken = next(
-                (
-                    float(line.split()[1])
-                    for line in text.splitlines()
-                    if line.startswith("voice_calls_total ")
-                ),
-                0.0,
-            )
+            taken = metric_sum(text, "voice_calls_total") if code == 200 else 0.0
             region = pod["metadata"]["labels"][REGION_LABEL]
             totals[region] = totals.get(region, 0) + int(taken if code == 200 else 0)
         return totals

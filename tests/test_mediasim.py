@@ -78,3 +78,68 @@ def test_media_sim_drains_on_the_operators_annotation_and_on_sigterm(tmp_path: P
         if process.poll() is None:
             process.kill()
             process.wait(5)
+
+
+def _runtime_config(path: Path, endpoint: str, **fallback: object) -> None:
+    import json
+
+    path.write_text(
+        json.dumps(
+            {
+                "activeBackend": "model",
+                "backends": [{"name": "model", "model": "m-1", "endpoint": endpoint, "latencyBudgetMs": 300}],
+                "callsPerPod": 2,
+                "fallback": {"humanHandoff": {"sipUri": "sip:humans@127.0.0.9:5099"}, **fallback},
+            }
+        )
+    )
+
+
+def test_media_sim_follows_its_runtime_config_and_hands_calls_off(tmp_path: Path) -> None:
+    """Over HTTP (the demo's callers without SIP): a backend that does not answer hands new
+    calls to the human, counted by reason, backend and model and kept as records; a backend
+    that answers again keeps them; a runtime config rewritten is followed without a restart."""
+    import json
+
+    from voiceop.sandbox.backend import BackendStandIn
+
+    port = free_port()
+    config = tmp_path / "runtime.json"
+    base = f"http://127.0.0.1:{port}"
+    with BackendStandIn() as backends:
+        _runtime_config(config, backends.session_url("model"), when=["backendUnavailable"])
+        process = subprocess.Popen(
+            [*media_sim_command("127.0.0.1", port, 2), "--runtime-config", str(config)],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: status(f"{base}/healthz") == 200, timeout=20)
+            backends.set("model", "down")
+            with urllib.request.urlopen(
+                urllib.request.Request(f"{base}/calls?duration=1", data=b"", method="POST"), timeout=3
+            ) as answer:
+                handed = json.loads(answer.read())
+            assert handed["handoff"] == "sip:humans@127.0.0.9:5099"
+            assert handed["reason"] == "backendUnavailable"
+            metrics = urllib.request.urlopen(f"{base}/metrics", timeout=2).read().decode()
+            assert (
+                'voice_handoffs_total{backend="model",model="m-1",reason="backendUnavailable"} 1.0' in metrics
+            )
+            assert 'voice_calls_total{backend="model",model="m-1"} 1.0' in metrics
+            served = json.loads(urllib.request.urlopen(f"{base}/handoffs", timeout=2).read())
+            (record,) = served["records"]
+            assert record["callId"] == handed["call"] and record["how"] == "redirect"
+            assert served["calls"][0]["calls"] == 1 and served["calls"][0]["backend"] == "model"
+
+            backends.set("model", "healthy")
+            assert status(f"{base}/calls?duration=1", "POST") == 200
+            assert len(json.loads(urllib.request.urlopen(f"{base}/handoffs", timeout=2).read())["records"]) == 1
+
+            # Without backendUnavailable in `when`, a backend that does not answer refuses the call.
+            time.sleep(1.1)  # a new mtime (whole seconds on some filesystems)
+            _runtime_config(config, backends.session_url("model"), when=[])
+            backends.set("model", "down")
+            wait_for(lambda: status(f"{base}/calls?duration=1", "POST") == 503, timeout=5)
+        finally:
+            process.terminate()
+            process.wait(10)

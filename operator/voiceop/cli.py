@@ -88,7 +88,9 @@ def cmd_edge_render(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     settings = EdgeSettings(
-        config_dir=str(args.config_dir or output.resolve()), listens=tuple(args.listen or DEFAULT_LISTEN)
+        config_dir=str(args.config_dir or output.resolve()),
+        listens=tuple(args.listen or DEFAULT_LISTEN),
+        handoff_gateway=args.handoff_gateway,
     )
     rendered = render_edge(args.filename, settings)
     if rendered.errors:
@@ -106,7 +108,9 @@ def cmd_edge_sync(args: argparse.Namespace) -> int:
     from voiceop.render.edge.config import EdgeSettings
 
     settings = EdgeSettings(
-        config_dir=str(Path(args.config_dir).resolve()), listens=tuple(args.listen or DEFAULT_LISTEN)
+        config_dir=str(Path(args.config_dir).resolve()),
+        listens=tuple(args.listen or DEFAULT_LISTEN),
+        handoff_gateway=args.handoff_gateway,
     )
     return sync_main(settings, args.namespace or [], args.endpoints_from, args.kamcmd, args.once)
 
@@ -124,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         relist_seconds=args.relist_seconds,
         render_options=render_options(args),
+        handoff_window_seconds=args.handoff_window_seconds,
     )
 
 
@@ -190,12 +195,17 @@ def cmd_media_sim(args: argparse.Namespace) -> int:
     from voiceop.sandbox.mediasim import main as media_main
 
     slots = args.calls_per_pod
-    config = os.environ.get("VOICEOP_RUNTIME_CONFIG")
+    config = args.runtime_config or os.environ.get("VOICEOP_RUNTIME_CONFIG")
     if slots is None and config and Path(config).exists():
         slots = json.loads(Path(config).read_text()).get("callsPerPod")
     annotations = args.pod_annotations or os.environ.get("VOICEOP_POD_ANNOTATIONS")
     return media_main(
-        args.host, args.port, int(slots or 10), Path(annotations) if annotations else None, args.sip_port
+        args.host,
+        args.port,
+        int(slots or 10),
+        Path(annotations) if annotations else None,
+        args.sip_port,
+        Path(config) if config else None,
     )
 
 
@@ -209,6 +219,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from voiceop.sandbox.demo import main as demo_main
 
     return demo_main(args.duration, args.peak, args.scale_down_delay, args.sip, args.control_plane)
+
+
+def add_handoff_gateway(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--handoff-gateway",
+        metavar="SIP-URI",
+        help="next hop for hand-offs to phone numbers (a PSTN gateway or SBC), e.g. sip:gw.example.com:5060",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--pod-annotations",
         metavar="FILE",
         help="the downward-API annotations file to follow (default: $VOICEOP_POD_ANNOTATIONS)",
+    )
+    sim_pod.add_argument(
+        "--runtime-config",
+        metavar="FILE",
+        help="the agent's runtime config to follow: backends, fallback (default: $VOICEOP_RUNTIME_CONFIG)",
     )
     sim_pod.set_defaults(run=cmd_media_sim)
 
@@ -326,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge_render.add_argument(
         "--config-dir", metavar="DIR", help="where Kamailio will read them (default: the output folder)"
     )
+    add_handoff_gateway(edge_render)
     edge_render.add_argument(
         "--listen",
         action="append",
@@ -353,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kamcmd", default="kamcmd", help="kamcmd program for reloads over the ctl socket"
     )
     edge_sync.add_argument("--once", action="store_true", help="write the files once and exit")
+    add_handoff_gateway(edge_sync)
     edge_sync.set_defaults(run=cmd_edge_sync)
 
     run = commands.add_parser("run", help="run the operator against the cluster in kubeconfig or in-cluster")
@@ -368,6 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=300.0,
         metavar="S",
         help="list everything again this often and drop objects deleted unseen (after a 410)",
+    )
+    run.add_argument(
+        "--handoff-window-seconds",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="the window over which status.handoffs counts calls and hand-offs (HandoffsHigh judges it)",
     )
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)")
     run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port (0: off)")

@@ -36,6 +36,11 @@ BACKEND_AVAILABLE = Gauge(
     "voiceop_backend_available", "1 when an AIBackend's last probes succeeded.", ["namespace", "backend"]
 )
 AGENT_READY = Gauge("voiceop_agent_ready", "1 when a VoiceAgent is Ready.", ["namespace", "agent"])
+MAX_HANDOFF_RATE = Gauge(
+    "voiceop_agent_max_handoff_rate",
+    "A VoiceAgent's spec.fallback.maxHandoffRate (the chart's VoiceAgentHandoffRateHigh alert compares with it).",
+    ["namespace", "agent"],
+)
 SCALING_LIMITED = Gauge(
     "voiceop_scaling_limited",
     "1 when a VoiceAgent wants more pods than a limit allows.",

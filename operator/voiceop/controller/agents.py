@@ -14,11 +14,12 @@ from voiceop.controller.cache import ClusterCache, Raw, Seen
 from voiceop.controller.diff import stamped, up_to_date
 from voiceop.controller.signals import RegionSignals, last_reported
 from voiceop.controller.status_writer import StatusWriter
+from voiceop.handoffs import DEFAULT_WINDOW_SECONDS, HandoffWindow, handoffs_high, handoffs_status
 from voiceop.kube import KubeClient
 from voiceop.render import render_agent
 from voiceop.render.names import media_name
 from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
-from voiceop.status import RegionObservation, agent_conditions, agent_status, scaling_limited
+from voiceop.status import Cond, RegionObservation, agent_conditions, agent_status, scaling_limited
 
 SignalTable = dict[tuple[str, str, str], RegionSignals]  # (namespace, agent, region) -> signals
 
@@ -30,6 +31,7 @@ class AgentReconciler:
     status: StatusWriter
     signals: SignalTable
     options: RenderOptions = DEFAULT_OPTIONS
+    handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS
     # (namespace, agent) -> (fingerprint of the inputs, stamped children): renders are reused
     # while nothing they depend on changed, so the many events of a rollout cost no re-render.
     _rendered: dict[tuple[str, str], tuple[tuple[Any, ...], list[Raw]]] = field(default_factory=dict)
@@ -153,11 +155,42 @@ class AgentReconciler:
         if agent.spec.scaling.mode == "builtin":
             conditions.append(scaling_limited({name: region.limited_by for name, region in signals.items()}))
         live = dict(seen.raw.get("status") or {})
+        handoffs = self._handoffs(agent, signals, conditions)
         generation = seen.raw["metadata"].get("generation")
         status = agent_status(
             live, generation, agent.name, observations, conditions, active, self.status.clock()
         )
+        if handoffs is not None:
+            status["handoffs"] = handoffs
+        elif agent.spec.fallback is None or agent.spec.fallback.human_handoff is None:
+            status["handoffs"] = None  # no hand-offs to count: the block goes
+        else:
+            status["handoffs"] = live.get("handoffs")  # not read yet (a restart): kept as shown
         metrics.AGENT_READY.labels(namespace=agent.namespace, agent=agent.name).set(
             1 if conditions[0].status == "True" else 0
         )
         await self.status.write_if_changed(seen, status)
+        await self._announce_handoffs_high(seen, live, conditions)
+
+    def _handoffs(
+        self, agent: VoiceAgent, signals: dict[str, RegionSignals], conditions: list[Cond]
+    ) -> dict[str, Any] | None:
+        """`status.handoffs` and `HandoffsHigh` once the scaler has read the counters; until then
+        (a restart) the status keeps what it showed."""
+        fallback = agent.spec.fallback
+        windows = {name: s.handoffs for name, s in signals.items() if s.handoffs is not None}
+        if fallback is None or fallback.human_handoff is None or not windows:
+            return None
+        regions = {r.name: windows.get(r.name, HandoffWindow()) for r in agent.spec.regions}
+        total = sum(regions.values(), HandoffWindow())
+        conditions.append(handoffs_high(total, fallback.max_handoff_rate, self.handoff_window_seconds))
+        labels = {"namespace": agent.namespace, "agent": agent.name}
+        metrics.MAX_HANDOFF_RATE.labels(**labels).set(fallback.max_handoff_rate)
+        return handoffs_status(self.handoff_window_seconds, regions)
+
+    async def _announce_handoffs_high(self, seen: Seen, live: Raw, conditions: list[Cond]) -> None:
+        """A Warning Event when HandoffsHigh turns True (not on every pass while it stays)."""
+        high = next((c for c in conditions if c.type == "HandoffsHigh"), None)
+        before: Raw = next((c for c in live.get("conditions") or [] if c.get("type") == "HandoffsHigh"), {})
+        if high is not None and high.status == "True" and before.get("status") != "True":
+            await self.client.post_event(seen.raw, "Warning", "HandoffsHigh", high.message)

@@ -18,6 +18,7 @@ from voiceop.controller.queue import WorkQueue
 from voiceop.controller.regions import RegionReconciler
 from voiceop.controller.routes import RoutesReconciler
 from voiceop.controller.status_writer import StatusWriter
+from voiceop.handoffs import DEFAULT_WINDOW_SECONDS
 from voiceop.kube import KubeClient
 from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 from voiceop.status import now_iso
@@ -34,10 +35,13 @@ class Reconciler:
     workers: int = 4
     signals: SignalTable = field(default_factory=dict)
     options: RenderOptions = DEFAULT_OPTIONS
+    handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS
 
     def __post_init__(self) -> None:
         self.status = StatusWriter(self.client, self.cache, self.clock)
-        self.agents = AgentReconciler(self.client, self.cache, self.status, self.signals, self.options)
+        self.agents = AgentReconciler(
+            self.client, self.cache, self.status, self.signals, self.options, self.handoff_window_seconds
+        )
         self.routes = RoutesReconciler(self.client, self.cache, self.status)
         self.regions = RegionReconciler(self.cache, self.status, self.signals)
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, label=lambda key: key[0], workers=self.workers)

@@ -48,7 +48,7 @@ class RoutesReconciler:
             valid.append((seen, endpoint))
         live = self.cache.child("ConfigMap", namespace, ROUTES_CONFIGMAP)
         if valid:
-            desired = stamped(routes_configmap(namespace, [e for _, e in valid], routes))
+            desired = stamped(routes_configmap(namespace, [e for _, e in valid], routes, agents))
             if not up_to_date(desired, live):
                 self.cache.upsert(await self.client.apply(desired))
         elif live is not None:

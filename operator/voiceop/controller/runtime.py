@@ -20,6 +20,7 @@ from voiceop.controller.prober import BackendProber
 from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.scaler import Scaler
 from voiceop.controller.standby import PeeringRef, is_active
+from voiceop.handoffs import DEFAULT_WINDOW_SECONDS
 from voiceop.kube import ApiError, Connection, KubeClient
 from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 from voiceop.status import now_iso
@@ -37,9 +38,11 @@ class OperatorRuntime:
         relist_seconds: float = 300.0,
         peering: PeeringRef | None = None,
         render_options: RenderOptions = DEFAULT_OPTIONS,
+        handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS,
     ) -> None:
         self.relist_seconds = relist_seconds
         self.render_options = render_options
+        self.handoff_window_seconds = handoff_window_seconds
         # With peering, only the replica the peering rule makes active works (see standby.py).
         self.peering = peering
         self.active = False
@@ -76,9 +79,16 @@ class OperatorRuntime:
 
     async def _work(self, client: KubeClient) -> None:
         await self._initial_sync(client)
-        self.reconciler = Reconciler(client, self.cache, options=self.render_options)
+        self.reconciler = Reconciler(
+            client,
+            self.cache,
+            options=self.render_options,
+            handoff_window_seconds=self.handoff_window_seconds,
+        )
         self.prober = BackendProber(self.cache, self._write_backend_status, now_iso)
-        self.scaler = Scaler(client, self.cache, self.reconciler)
+        self.scaler = Scaler(
+            client, self.cache, self.reconciler, handoff_window_seconds=self.handoff_window_seconds
+        )
         for raw, deleted in self._backlog:
             self.reconciler.observe(raw, deleted)
         self._backlog.clear()

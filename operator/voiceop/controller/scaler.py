@@ -26,8 +26,9 @@ from voiceop.backends import active_backend
 from voiceop.controller.cache import ClusterCache, Raw
 from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.signals import DirectScraper, PrometheusReader, Reading, RegionSignals
+from voiceop.handoffs import DEFAULT_WINDOW_SECONDS
 from voiceop.kube import ApiError, KubeClient
-from voiceop.render.names import media_name
+from voiceop.render.names import media_name, pod_name_regex
 from voiceop.scaling.policy import PodState, PodView, ScalerMemory, ScalingConfig, decide
 from voiceop.status import condition_status, now_iso, parse_time
 
@@ -91,6 +92,11 @@ class StartupTimes:
         return self.median
 
 
+def hands_off(agent: VoiceAgent) -> bool:
+    """Whether the agent's pods hand calls to humans (and so have hand-offs to count)."""
+    return agent.spec.fallback is not None and agent.spec.fallback.human_handoff is not None
+
+
 def with_condition(pod: Raw, kind: str, status: str, reason: str) -> list[dict[str, Any]]:
     now = now_iso()
     kept = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != kind]
@@ -110,6 +116,10 @@ class Scaler:
     prometheus: dict[str, PrometheusReader] = field(default_factory=dict)
     # (namespace, agent, region) -> {pod: live calls last reported}
     last_calls: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
+    handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS
+
+    def __post_init__(self) -> None:
+        self.direct.handoff_window_seconds = self.handoff_window_seconds
 
     async def run(self) -> None:
         try:
@@ -151,10 +161,13 @@ class Scaler:
                 try:
                     pods = media.get(key, [])
                     await self.open_gates(pods)
-                    if agent.spec.scaling.mode != "builtin":
+                    if agent.spec.scaling.mode == "builtin":
+                        scaled.add(key)
+                        signals = await self.scale(agent, bounds.name, pods)
+                    elif hands_off(agent):
+                        signals = await self.observe(agent, bounds.name, pods)
+                    else:
                         continue
-                    scaled.add(key)
-                    signals = await self.scale(agent, bounds.name, pods)
                 except ApiError as error:  # one region's trouble must not stall the others
                     logger.warning("%s/%s %s: scaling pass failed: %s", namespace, name, bounds.name, error)
                     continue
@@ -254,14 +267,19 @@ class Scaler:
         learned = self.startup[key].median if key in self.startup else None
         return DEFAULT_STARTUP_SECONDS if learned is None else max(1.0, learned)
 
-    async def read(self, agent: VoiceAgent, pods: Sequence[Raw]) -> Reading:
+    async def read(self, agent: VoiceAgent, region: str, pods: Sequence[Raw]) -> Reading:
         metrics = agent.spec.scaling.metrics
         if metrics.source == "prometheus" and metrics.prometheus_url:
             reader = self.prometheus.setdefault(
                 metrics.prometheus_url, PrometheusReader(metrics.prometheus_url)
             )
             try:
-                reading = await reader.read(agent.namespace, [p["metadata"]["name"] for p in pods])
+                reading = await reader.read(
+                    agent.namespace,
+                    [p["metadata"]["name"] for p in pods],
+                    pod_name_regex(media_name(agent.name, region)) if hands_off(agent) else None,
+                    self.handoff_window_seconds,
+                )
                 operator_metrics.SIGNAL_READS.labels(source="prometheus").inc()
                 return reading
             except Exception as error:
@@ -272,9 +290,15 @@ class Scaler:
         addresses = {p["metadata"]["name"]: (p.get("status") or {}).get("podIP") for p in pods}
         return await self.direct.read({n: ip for n, ip in addresses.items() if ip})
 
+    async def observe(self, agent: VoiceAgent, region: str, pods: Sequence[Raw]) -> RegionSignals:
+        """The signals of a region another autoscaler scales: for its status (hand-offs)."""
+        reading = await self.read(agent, region, pods)
+        p95 = None if reading.p95_ms is None else round(reading.p95_ms)
+        return RegionSignals(sum(reading.calls.values()), p95, handoffs=reading.handoffs)
+
     async def scale(self, agent: VoiceAgent, region: str, pods: Sequence[Raw]) -> RegionSignals:
         self.startup.setdefault((agent.namespace, agent.name, region), StartupTimes()).observe(pods)
-        reading = await self.read(agent, pods)
+        reading = await self.read(agent, region, pods)
         # A pod whose metrics did not answer keeps the calls it last reported: unknown is not empty.
         key = (agent.namespace, agent.name, region)
         before = self.last_calls.get(key, {})
@@ -342,7 +366,9 @@ class Scaler:
                 f", limited by {decision.limited_by}" if decision.limited_by else "",
             )
         p95 = None if reading.p95_ms is None else round(reading.p95_ms)
-        return RegionSignals(sum(reading.calls.values()), p95, decision.desired, decision.limited_by)
+        return RegionSignals(
+            sum(reading.calls.values()), p95, decision.desired, decision.limited_by, reading.handoffs
+        )
 
     def _fresh(self, pod: Raw) -> Raw:
         meta = pod["metadata"]

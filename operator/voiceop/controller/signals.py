@@ -1,4 +1,4 @@
-"""Scaling signals of media pods: live calls per pod and p95 voice latency per region.
+"""Scaling signals of media pods: live calls per pod, p95 voice latency and hand-offs per region.
 
 Two sources, as `spec.scaling.metrics.source` says: Prometheus' HTTP API (instant queries over
 the media pod contract), or each pod's /metrics scraped directly and parsed with
@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from voiceop.handoffs import DEFAULT_WINDOW_SECONDS, CounterWindow, HandoffWindow
+
 METRICS_PORT = 9090
 Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), ascending
 
@@ -30,6 +32,7 @@ class RegionSignals:
     p95_latency_ms: int | None = None
     desired: int | None = None
     limited_by: str | None = None
+    handoffs: HandoffWindow | None = None  # None: not read (the status keeps what it showed)
 
 
 def last_reported(status: Mapping[str, Any] | None, region: str) -> RegionSignals | None:
@@ -55,6 +58,7 @@ class Reading:
     calls: dict[str, int]  # pod name -> live calls (pods that answered)
     p95_ms: float | None
     arrivals_per_second: float | None = None  # calls taken by the region's pods, recently
+    handoffs: HandoffWindow | None = None  # calls and hand-offs over the hand-off window
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class PodSample:
     calls: int  # voice_active_calls
     buckets: Buckets  # voice_response_latency_seconds, cumulative
     taken: float | None  # voice_calls_total (None: the pod does not report it)
+    handoffs: dict[str, float] = field(default_factory=dict)  # voice_handoffs_total by reason
 
 
 def histogram_quantile(q: float, buckets: Buckets) -> float | None:
@@ -88,16 +93,21 @@ def histogram_quantile(q: float, buckets: Buckets) -> float | None:
 
 def parse_pod_metrics(text: str) -> PodSample:
     """Live calls, calls taken and the latency histogram's buckets from one /metrics answer."""
-    calls, buckets, taken = 0, [], None
+    calls, buckets = 0, []
+    taken: float | None = None
+    handoffs: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "voice_active_calls":
                 calls = int(sample.value)
-            elif sample.name == "voice_calls_total":
-                taken = sample.value
+            elif sample.name == "voice_calls_total":  # by backend and model: summed
+                taken = (taken or 0.0) + sample.value
             elif sample.name == "voice_response_latency_seconds_bucket":
                 buckets.append((float(sample.labels["le"]), sample.value))
-    return PodSample(calls, sorted(buckets), taken)
+            elif sample.name == "voice_handoffs_total":
+                reason = sample.labels.get("reason", "")
+                handoffs[reason] = handoffs.get(reason, 0.0) + sample.value
+    return PodSample(calls, sorted(buckets), taken, handoffs)
 
 
 def subtract(now: Buckets, before: Buckets | None) -> Buckets:
@@ -125,9 +135,11 @@ class DirectScraper:
     timeout_s: float = 1.0
     port: int = METRICS_PORT
     clock: Callable[[], float] = time.monotonic
+    handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS
     # (pod name, IP) -> (time, sample) snapshots, oldest first. One scraper serves every agent,
     # region and namespace, so a pod's history is forgotten by age, not by who was read last.
     history: dict[tuple[str, str], deque[tuple[float, PodSample]]] = field(default_factory=dict)
+    counters: CounterWindow | None = None  # calls and hand-offs per pod, over the hand-off window
     _session: aiohttp.ClientSession | None = None
 
     async def read(self, pods: Mapping[str, str]) -> Reading:
@@ -140,10 +152,16 @@ class DirectScraper:
         calls: dict[str, int] = {}
         window: Buckets = []
         arrivals: float | None = None
+        if self.counters is None:
+            self.counters = CounterWindow(self.handoff_window_seconds)
+        counted = False
         for name, answer in zip(names, answers, strict=True):
             if isinstance(answer, BaseException) or answer is None:
                 continue
             calls[name] = answer.calls
+            if answer.taken is not None:
+                self.counters.observe(now, f"{name}@{pods[name]}", answer.taken, answer.handoffs)
+                counted = True
             snapshots = self.history.setdefault((name, pods[name]), deque())
             while len(snapshots) > 1 and snapshots[1][0] <= now - LATENCY_WINDOW_SECONDS:
                 snapshots.popleft()
@@ -165,8 +183,10 @@ class DirectScraper:
             p for p, snaps in self.history.items() if snaps[-1][0] < now - 2 * LATENCY_WINDOW_SECONDS
         ]:
             del self.history[pod]  # a pod not seen for a minute is gone
+        self.counters.forget_older_than(now - self.handoff_window_seconds)
+        handoffs = self.counters.window([f"{name}@{pods[name]}" for name in names]) if counted else None
         p95 = histogram_quantile(0.95, window)
-        return Reading(calls, None if p95 is None else p95 * 1000, arrivals)
+        return Reading(calls, None if p95 is None else p95 * 1000, arrivals, handoffs)
 
     async def _scrape(self, ip: str) -> PodSample | None:
         assert self._session is not None
@@ -199,9 +219,22 @@ class PrometheusReader:
             raise RuntimeError(f"Prometheus query failed: {body.get('error', body)}")
         return list(body["data"]["result"])
 
-    async def read(self, namespace: str, pod_names: Sequence[str]) -> Reading:
+    async def read(
+        self,
+        namespace: str,
+        pod_names: Sequence[str],
+        pods_of_deployment: str | None = None,
+        handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    ) -> Reading:
+        """`pods_of_deployment`: a regex of every pod the region's Deployment made, gone or not,
+        for the hand-off window (a pod removed by a scale-in still handed its calls off)."""
+        handoffs = (
+            await self.handoffs(namespace, pods_of_deployment, handoff_window_seconds)
+            if pods_of_deployment
+            else None
+        )
         if not pod_names:
-            return Reading({}, None)
+            return Reading({}, None, None, handoffs)
         selector = f'namespace="{namespace}",pod=~"{"|".join(sorted(pod_names))}"'
         calls_result = await self.query(f"sum by (pod) (voice_active_calls{{{selector}}})")
         calls = {str(r["metric"]["pod"]): int(float(r["value"][1])) for r in calls_result}  # type: ignore[index]
@@ -218,7 +251,24 @@ class PrometheusReader:
         if taken:
             value = float(taken[0]["value"][1])  # type: ignore[index]
             arrivals = None if math.isnan(value) else value
-        return Reading(calls, p95, arrivals)
+        return Reading(calls, p95, arrivals, handoffs)
+
+    async def handoffs(self, namespace: str, pod_regex: str, window_seconds: float) -> HandoffWindow:
+        selector = f'namespace="{namespace}",pod=~"{pod_regex}"'
+        window = f"[{int(window_seconds)}s]"
+        by_reason = await self.query(
+            f"sum by (reason) (increase(voice_handoffs_total{{{selector}}}{window}))"
+        )
+        calls = await self.query(f"sum(increase(voice_calls_total{{{selector}}}{window}))")
+        reasons: dict[str, float] = {}
+        for row in by_reason:
+            metric, value = row.get("metric"), row.get("value")
+            if isinstance(metric, dict) and isinstance(value, list):
+                reasons[str(metric.get("reason", ""))] = float(value[1])
+        total = float(calls[0]["value"][1]) if calls else 0.0  # type: ignore[index]
+        return HandoffWindow.of(
+            0.0 if math.isnan(total) else total, {r: n for r, n in reasons.items() if not math.isnan(n)}
+        )
 
     async def close(self) -> None:
         if self._session is not None:

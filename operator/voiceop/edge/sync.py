@@ -50,6 +50,7 @@ RELOADS: dict[str, list[str]] = {
     f"{TABLES}/numbers": ["htable.reload", "numbers"],
     f"{TABLES}/prefixes": ["htable.reload", "prefixes"],
     f"{TABLES}/routes": ["htable.reload", "routes"],
+    f"{TABLES}/handoffs": ["htable.reload", "handoffs"],
 }
 
 
@@ -189,7 +190,7 @@ class EdgeSync:
 
     def desired_files(self) -> dict[str, str]:
         endpoints = [e for found in self.endpoints.values() for e in found]
-        return table_files(build_tables(self.routes, endpoints))
+        return table_files(build_tables(self.routes, endpoints, self.settings.handoff_gateway))
 
     async def write_and_reload(self) -> list[str]:
         """Files that changed since the last write, written, and what they feed reloaded."""

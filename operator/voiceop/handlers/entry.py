@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from voiceop.controller.runtime import OperatorRuntime
 from voiceop.controller.standby import PeeringRef
 from voiceop.handlers.registry import build_registry
+from voiceop.handoffs import DEFAULT_WINDOW_SECONDS
 from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 
 
@@ -32,10 +33,14 @@ def run_operator(
     ready_flag: threading.Event | None = None,
     relist_seconds: float = 300.0,
     render_options: RenderOptions = DEFAULT_OPTIONS,
+    handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS,
 ) -> None:
     """Run until stopped: all namespaces, or only `namespaces`; with peering unless standalone."""
     runtime = runtime or OperatorRuntime(
-        namespaces=namespaces, relist_seconds=relist_seconds, render_options=render_options
+        namespaces=namespaces,
+        relist_seconds=relist_seconds,
+        render_options=render_options,
+        handoff_window_seconds=handoff_window_seconds,
     )
     # One identity for kopf's peering and voiceop's runtime, so both apply the rule to the same peer.
     identity = os.environ.get("POD_ID") or f"voiceop-{uuid.uuid4().hex[:12]}@{socket.gethostname()}"
@@ -68,6 +73,7 @@ def main(
     verbose: bool,
     relist_seconds: float = 300.0,
     render_options: RenderOptions = DEFAULT_OPTIONS,
+    handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS,
 ) -> int:
     kopf.configure(verbose=verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -82,5 +88,6 @@ def main(
         liveness_endpoint=liveness,
         relist_seconds=relist_seconds,
         render_options=render_options,
+        handoff_window_seconds=handoff_window_seconds,
     )
     return 0

@@ -35,7 +35,7 @@ def render_all(inventory: Inventory, options: RenderOptions = DEFAULT_OPTIONS) -
             routes = {
                 e.name: routes_for(e, agents[e.spec.agent_ref.name], inventory.regions) for e in endpoints
             }
-            objects.append(routes_configmap(namespace, endpoints, routes))
+            objects.append(routes_configmap(namespace, endpoints, routes, agents))
     return objects
 
 

@@ -264,11 +264,6 @@ def replica_bounds(bounds: AgentRegion, region: Region) -> tuple[int, int]:
     return min(bounds.min_replicas, high), high
 
 
-def _pod_selector_regex(deployment: str) -> str:
-    # Pods of a Deployment are <deployment>-<replicaset hash>-<pod suffix>.
-    return f"{deployment}-[a-z0-9]+-[a-z0-9]+"
-
-
 def media_autoscaler(agent: VoiceAgent, bounds: AgentRegion, region: Region) -> dict[str, Any] | None:
     """The HPA (mode hpa) or KEDA ScaledObject (mode keda) of a region; None otherwise."""
     scaling = agent.spec.scaling
@@ -287,7 +282,7 @@ def media_autoscaler(agent: VoiceAgent, bounds: AgentRegion, region: Region) -> 
     if scaling.mode == "hpa":
         # HPA's minReplicas must be >= 1 unless the alpha HPAScaleToZero gate is on.
         return load("hpa.yaml.j2", min_replicas=max(low, 1), **common)
-    pods = f'namespace="{agent.namespace}",pod=~"{_pod_selector_regex(name)}"'
+    pods = f'namespace="{agent.namespace}",pod=~"{names.pod_name_regex(name)}"'
     return load(
         "scaledobject.yaml.j2",
         min_replicas=low,

@@ -38,6 +38,11 @@ def media_name(agent: str, region: str) -> str:
     return dns_label(agent, region)
 
 
+def pod_name_regex(deployment: str) -> str:
+    """Every pod a Deployment makes: <deployment>-<replicaset hash>-<pod suffix>."""
+    return f"{deployment}-[a-z0-9]+-[a-z0-9]+"
+
+
 def media_policy_name(agent: str) -> str:
     """Name of the NetworkPolicy over an agent's media pods in every region."""
     return dns_label(agent, "media")

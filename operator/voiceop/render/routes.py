@@ -36,10 +36,19 @@ def routes_for(
     return endpoint_routes(endpoint, agent, regions, media_targets(agent), unavailable)
 
 
+def handoff_of(agent: VoiceAgent | None) -> dict[str, str] | None:
+    """Where the agent's media pods hand callers to: the edge relays there, and only there."""
+    fallback = agent.spec.fallback if agent is not None else None
+    if fallback is None or fallback.human_handoff is None:
+        return None
+    return fallback.human_handoff.to_wire()
+
+
 def routes_configmap(
     namespace: str,
     endpoints: Sequence[VoiceEndpoint],
     routes: Mapping[str, Sequence[Route]],
+    agents: Mapping[str, VoiceAgent],
 ) -> dict[str, Any]:
     """One ConfigMap for all endpoints of a namespace; `routes` is by endpoint name."""
     table = [
@@ -50,6 +59,7 @@ def routes_configmap(
             "sipUris": list(endpoint.spec.sip_uris),
             "webrtcPath": endpoint.spec.webrtc.path if endpoint.spec.webrtc else None,
             "routes": [route.to_wire() for route in routes.get(endpoint.name, [])],
+            "handoff": handoff_of(agents.get(endpoint.spec.agent_ref.name)),
         }
         for endpoint in sorted(endpoints, key=lambda e: e.name)
     ]

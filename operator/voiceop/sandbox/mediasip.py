@@ -1,9 +1,21 @@
 """media-sim's SIP side: a UAS on the pod's address and the agent's SIP port (aiosipua).
 
-INVITE -> 200 with an SDP answer (after a 180 and `ring_s` of ringing, if set) (or 503 while draining, 486 when every slot is
-taken); ACK confirms; BYE ends the dialog and frees the slot; re-INVITE is answered with
-the same SDP; OPTIONS gets 200 (the edge's dispatcher probes with it). Each dialog is a call
-in MediaPod's slots, so voice_active_calls counts real dialogs.
+INVITE -> 200 with an SDP answer (after a 180 and `ring_s` of ringing, if set) (or 503 while
+draining, 486 when every slot is taken); ACK confirms; BYE ends the dialog and frees the slot;
+re-INVITE is answered with the same SDP; OPTIONS gets 200 (the edge's dispatcher probes with it).
+Each dialog is a call in MediaPod's slots, so voice_active_calls counts real dialogs.
+
+Hand-offs to a human are real SIP through the edge, two ways:
+- before answering (backendUnavailable): `302 Moved Temporarily` with the human as Contact. The
+  call never takes a slot, and the edge follows the redirect (its failure route), so the caller
+  simply reaches the human: no caller-side support is needed.
+- mid-call (latencyOverBudget, callerRequest): a blind transfer, `REFER` with the human as
+  Refer-To (RFC 3515). On `202 Accepted` the pod sends `BYE` and frees its slot at once; the
+  caller's phone or SBC places the new call to the human through the edge. A proxy such as
+  Kamailio cannot re-target an established dialog, and bridging the human through the pod would
+  hold a media slot (and the pod's drain) for the rest of the call.
+A caller asks for a human with a DTMF digit in a SIP `INFO` (application/dtmf-relay or
+application/dtmf), answered 200.
 
 aiosipua was chosen over sippy (a threaded reactor of its own, not asyncio) and pjsua2 (a C
 stack with media, more than a signalling stand-in needs): it is asyncio-native, typed, has
@@ -15,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,18 +36,96 @@ from aiosipua import IncomingCall, SipRequest, SipResponse, SipUAS, negotiate_sd
 from aiosipua.transport import UdpSipTransport
 
 
+class Admitted(Protocol):
+    @property
+    def refusal(self) -> tuple[int, str] | None: ...
+    @property
+    def redirect(self) -> str | None: ...
+
+
 class CallSlots(Protocol):
     """What the SIP side needs of a media pod (mediasim.MediaPod)."""
 
     def refusal(self) -> tuple[int, str] | None: ...
-    def open_dialog(self, call_id: str, duration: float | None = None, caller: str = "") -> bool: ...
+    async def admit(self, call_id: str) -> Admitted: ...
+    def open_dialog(
+        self,
+        call_id: str,
+        duration: float | None = None,
+        caller: str = "",
+        transfer: Callable[[str, str], Awaitable[bool]] | None = None,
+    ) -> bool: ...
     def hang_up(self, call_id: str) -> None: ...
     def is_open(self, call_id: str) -> bool: ...
+    def caller_asks(self, call_id: str, digit: str) -> bool: ...
 
 
 logger = logging.getLogger("voiceop.media-sim")
 SUPPORTED_CODECS = [0, 8]  # PCMU, PCMA
 RTP_PORT = 40000  # advertised only: the stand-in carries signalling, not audio
+TRANSFER_ANSWER_S = 4.0  # a REFER not accepted within this stays with the AI
+_DIGIT = re.compile(r"(?:^|\n)\s*(?:Signal\s*=\s*)?([0-9*#])\s*(?:\r?\n|$)", re.IGNORECASE)
+
+
+def dtmf_digit(content_type: str, body: str) -> str | None:
+    """The digit of a SIP INFO: `Signal=5` (application/dtmf-relay) or `5` (application/dtmf)."""
+    if content_type.split(";")[0].strip().lower() not in ("application/dtmf-relay", "application/dtmf"):
+        return None
+    match = _DIGIT.search(body.strip() + "\n")
+    return match.group(1) if match else None
+
+
+def handoff_uri(target: str, edge_host: str) -> str:
+    """A SIP URI for the human: a SIP URI as it is, an E.164 number at the edge that routes it."""
+    if target.startswith(("sip:", "sips:")):
+        return target
+    return f"sip:{target}@{edge_host};user=phone"
+
+
+class MediaUAS(SipUAS):
+    """aiosipua's UAS plus what a media pod needs beyond it: SIP INFO (DTMF) and the answers to
+    the requests it sends inside a dialog (REFER, BYE)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.on_info: Callable[[IncomingCall, SipRequest], None] | None = None
+        self._waiting: dict[tuple[str, int], asyncio.Future[int]] = {}
+        self._handlers["INFO"] = self._handle_info
+
+    def _on_message(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        if isinstance(msg, SipResponse):
+            cseq = msg.cseq
+            waiter = self._waiting.get((msg.call_id or "", cseq.seq)) if cseq is not None else None
+            if waiter is not None and not waiter.done() and msg.status_code >= 200:
+                waiter.set_result(msg.status_code)
+            return
+        super()._on_message(msg, addr)
+
+    def _handle_info(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        call = self._calls.get(request.call_id or "")
+        if call is None:
+            self._send_error(request, 481, "Call/Transaction Does Not Exist")
+            return
+        if not self._validate_in_dialog(call.dialog, request):
+            return
+        self.transport.send_reply(call.dialog.create_response(request, 200, "OK"))
+        if self.on_info is not None:
+            self.on_info(call, request)
+
+    async def send_in_dialog(self, call: IncomingCall, request: SipRequest, timeout: float) -> int:
+        """Send a request on the call's dialog; its final status, or 408 when none came."""
+        cseq = request.cseq
+        assert cseq is not None
+        key = (call.call_id, cseq.seq)
+        self._waiting[key] = asyncio.get_running_loop().create_future()
+        try:
+            assert call.transport is not None
+            call.transport.send(request, call.source_addr)
+            return await asyncio.wait_for(self._waiting[key], timeout)
+        except TimeoutError:
+            return 408
+        finally:
+            self._waiting.pop(key, None)
 
 
 @dataclass
@@ -79,7 +171,8 @@ class SipFrontend:
         self.host = host
         self.port = port
         self.transport = _RecordRouteTransport(local_addr=(host, port))
-        self.uas = SipUAS(self.transport, user_agent="voiceop-media-sim")
+        self.uas = MediaUAS(self.transport, user_agent="voiceop-media-sim")
+        self.uas.on_info = self._on_info
         self.uas.on_invite = self._on_invite
         self.uas.on_reinvite = self._on_reinvite
         self.uas.on_bye = self._on_bye
@@ -112,7 +205,18 @@ class SipFrontend:
         if refusal is not None:
             call.reject(*refusal)
             return
-        if not self.pod.open_dialog(call.call_id, caller=call.caller):
+        # Asking the backend takes a round trip: the caller has had its 100 Trying meanwhile.
+        asyncio.get_running_loop().create_task(self._admit(call))
+
+    async def _admit(self, call: IncomingCall) -> None:
+        admission = await self.pod.admit(call.call_id)
+        if admission.redirect is not None:
+            self._redirect(call, handoff_uri(admission.redirect, self._edge_host(call)))
+            return
+        if admission.refusal is not None:
+            call.reject(*admission.refusal)
+            return
+        if not self.pod.open_dialog(call.call_id, caller=call.caller, transfer=self._transfer):
             call.reject(486, "Busy Here")
             return
         self.transport.remember(call.invite)
@@ -121,6 +225,43 @@ class SipFrontend:
             return
         call.ringing()
         asyncio.get_running_loop().call_later(self.ring_s, self._answer_if_open, call)
+
+    @staticmethod
+    def _edge_host(call: IncomingCall) -> str:
+        """The host the caller dialled (the edge): where a number to hand off to is routed."""
+        to = call.invite.get_header("to") or ""
+        match = re.search(r"sips?:[^@>;]*@([^>;]+)", to)
+        return match.group(1) if match else "invalid"
+
+    @staticmethod
+    def _redirect(call: IncomingCall, uri: str) -> None:
+        # aiosipua has no redirect of its own: a 3xx is a response with the target as Contact.
+        call._send_response(302, "Moved Temporarily", extra_headers={"Contact": f"<{uri}>"})
+        call.dialog.terminate()
+
+    async def _transfer(self, call_id: str, target: str) -> bool:
+        """Blind transfer: REFER the caller to the human; on 202, hang up our leg."""
+        call = self.uas.get_call(call_id)
+        if call is None:
+            return False
+        host, port = call._signaling_addr()
+        uri = handoff_uri(target, self._edge_host(call))
+        refer = call.dialog.create_request("REFER", via_host=host, via_port=port)
+        refer.headers.set_single("Refer-To", f"<{uri}>")
+        refer.headers.set_single("Referred-By", f"<{call.dialog.local_uri}>")
+        refer.headers.set_single("Contact", f"<sip:{host}:{port}>")
+        status = await self.uas.send_in_dialog(call, refer, TRANSFER_ANSWER_S)
+        if not 200 <= status < 300:
+            logger.info("REFER of %s to %s answered %s: the call stays", call_id, uri, status)
+            return False
+        call.hangup()
+        self.transport.forget(call_id)
+        return True
+
+    def _on_info(self, call: IncomingCall, request: SipRequest) -> None:
+        digit = dtmf_digit(request.content_type or "", request.text or "")
+        if digit is not None:
+            self.pod.caller_asks(call.call_id, digit)
 
     def _answer_if_open(self, call: IncomingCall) -> None:
         if self.pod.is_open(call.call_id):  # the caller may have cancelled while it rang

@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import secrets
 import shutil
 import subprocess
@@ -80,7 +81,14 @@ def sip_port(pod_spec: dict[str, Any]) -> int | None:
 def write_downward_annotations(path: Path, annotations: dict[str, str]) -> None:
     """As the kubelet writes a downwardAPI `metadata.annotations` file: `key="value"` lines,
     replaced atomically, and only when something changed."""
-    text = "".join(f"{key}={json.dumps(value)}\n" for key, value in sorted(annotations.items()))
+    write_volume_file(
+        path, "".join(f"{key}={json.dumps(value)}\n" for key, value in sorted(annotations.items()))
+    )
+
+
+def write_volume_file(path: Path, text: str) -> None:
+    """A file of a pod's volume, as the kubelet's atomic writer leaves it: replaced whole, and
+    only when it changed."""
     try:
         if path.read_text(encoding="utf-8") == text:
             return
@@ -97,6 +105,64 @@ _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 def _newest_first(timestamp: str) -> str:
     """RFC 3339 timestamps sort as text; this key sorts the newest first."""
     return "".join(chr(0x10FFFF - ord(c)) for c in timestamp)
+
+
+def runtime_configmap_of(pod_spec: dict[str, Any]) -> str | None:
+    """The agent's runtime ConfigMap a media pod mounts (`<agent>-runtime`)."""
+    for volume in pod_spec.get("volumes") or []:
+        name = (volume.get("configMap") or {}).get("name", "")
+        if name.endswith("-runtime"):
+            return str(name)
+    return None
+
+
+def slots_of(runtime_config: str | None) -> int:
+    """callsPerPod of a runtime config (10 when there is none to read)."""
+    try:
+        return int(json.loads(runtime_config or "").get("callsPerPod", 10))
+    except (ValueError, TypeError, AttributeError):
+        return 10
+
+
+def media_environment(pod_spec: dict[str, Any], namespace: str, name: str) -> dict[str, str]:
+    """The media container's environment as the kubelet resolves it, for what media-sim reads:
+    literal values and the pod's own name and namespace (never a Secret's value)."""
+    fields = {"metadata.name": name, "metadata.namespace": namespace}
+    env: dict[str, str] = {}
+    for container in pod_spec.get("containers") or []:
+        for var in container.get("env") or []:
+            if "value" in var:
+                env[var["name"]] = str(var["value"])
+            elif (path := ((var.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")) in fields:
+                env[var["name"]] = fields[path]
+    return env
+
+
+def media_process(
+    ip: str,
+    pod_spec: dict[str, Any],
+    namespace: str,
+    name: str,
+    podinfo: Path,
+    runtime_config: str | None,
+) -> subprocess.Popen[bytes]:
+    """A media pod's container as a media-sim process: its volumes' files under `podinfo`
+    (annotations, runtime.json), its environment resolved, listening on `ip`."""
+    config_file = podinfo / "runtime.json"
+    if runtime_config is not None:
+        write_volume_file(config_file, runtime_config)
+    command = media_sim_command(
+        ip,
+        METRICS_PORT,
+        slots_of(runtime_config),
+        podinfo / "annotations",
+        sip_port(pod_spec),
+        config_file,
+    )
+    env = {**os.environ, **media_environment(pod_spec, namespace, name)}
+    env.pop("VOICEOP_RUNTIME_CONFIG", None)  # the flag names the file: the pod's path is not here
+    env.pop("VOICEOP_POD_ANNOTATIONS", None)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def deletion_order(pod: dict[str, Any]) -> tuple[Any, ...]:
@@ -220,13 +286,16 @@ class PodSimulator:
         template = deployment["spec"]["template"]
         name = f"{meta['name']}-{secrets.token_hex(4)[:7]}-{secrets.token_hex(3)[:5]}"
         ip = self._free.pop() if self._free else next(self._addresses)
-        slots = self._calls_per_pod(deployment)
-        annotations_file = self._podinfo / f"{meta['namespace']}_{name}" / "annotations"
-        annotations_file.parent.mkdir(parents=True)
-        process = subprocess.Popen(
-            media_sim_command(ip, METRICS_PORT, slots, annotations_file, sip_port(template["spec"])),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        podinfo = self._podinfo / f"{meta['namespace']}_{name}"
+        podinfo.mkdir(parents=True)
+        annotations_file = podinfo / "annotations"
+        process = media_process(
+            ip,
+            template["spec"],
+            meta["namespace"],
+            name,
+            podinfo,
+            self._runtime_config(meta["namespace"], template["spec"]),
         )
         pod = {
             "apiVersion": "v1",
@@ -263,16 +332,15 @@ class PodSimulator:
                 name, meta["namespace"], ip, process, time.monotonic(), annotations_file
             )
 
-    def _calls_per_pod(self, deployment: dict[str, Any]) -> int:
-        for volume in deployment["spec"]["template"]["spec"].get("volumes") or []:
-            name = (volume.get("configMap") or {}).get("name", "")
-            if name.endswith("-runtime"):
-                try:
-                    config = self.store.get(self.configmaps, deployment["metadata"]["namespace"], name)
-                    return int(json.loads(config["data"]["runtime.json"]).get("callsPerPod", 10))
-                except (ApiError, KeyError, ValueError):
-                    pass
-        return 10
+    def _runtime_config(self, namespace: str, pod_spec: dict[str, Any]) -> str | None:
+        """The runtime.json of the agent's ConfigMap the pod mounts, as it is now."""
+        name = runtime_configmap_of(pod_spec)
+        if name is None:
+            return None
+        try:
+            return str(self.store.get(self.configmaps, namespace, name)["data"]["runtime.json"])
+        except (ApiError, KeyError, TypeError):
+            return None
 
     def _terminate(self, pod: dict[str, Any], deployment: dict[str, Any]) -> None:
         namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
@@ -302,6 +370,9 @@ class PodSimulator:
                 self._gone(running)
             return
         write_downward_annotations(running.annotations_file, pod["metadata"].get("annotations") or {})
+        config = self._runtime_config(namespace, pod["spec"])
+        if config is not None:  # the kubelet keeps a ConfigMap volume current
+            write_volume_file(running.annotations_file.parent / "runtime.json", config)
         healthy = http_get(f"http://{running.ip}:{METRICS_PORT}/readyz")[0] == 200
         gates = [g["conditionType"] for g in pod["spec"].get("readinessGates") or []]
         gated = all(condition_status(pod, gate) == "True" for gate in gates)

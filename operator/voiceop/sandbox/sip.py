@@ -2,8 +2,10 @@
 
 `KamailioEdge` runs `kamailio -DD -E` on a config folder written by `voiceop edge render`
 or `voiceop edge sync` and stops it; `Callers` runs sipp with voiceop's caller scenario
-(caller numbers from a CSV, ACK and BYE along the edge's Record-Route) and reads its
-statistics file. Both only ever bind or target 127.0.0.0/8 addresses.
+(caller numbers from a CSV, ACK and BYE along the edge's Record-Route, a REFER followed as a
+blind transfer) and reads its statistics file; `HumanQueue` runs sipp as the human agents who
+take handed-off calls, and lists the Call-IDs they received. All only ever bind or target
+127.0.0.0/8 addresses.
 """
 
 from __future__ import annotations
@@ -195,8 +197,13 @@ class Callers:
         timeout_s: float = 120.0,
         rate_increase: tuple[float, float, int] | None = None,
         measure_setup: bool = False,
+        ask_human_after_ms: int | None = None,
+        digit: str = "0",
     ) -> None:
-        """`rate_increase`: (step, max, every_s): the rate grows by step every every_s seconds."""
+        """`rate_increase`: (step, max, every_s): the rate grows by step every every_s seconds.
+        `ask_human_after_ms`: each caller asks for a human (DTMF `digit` in a SIP INFO) then."""
+        self.ask_human_after_ms = ask_human_after_ms
+        self.digit = digit
         self.rate_increase = rate_increase
         # VOICEOP_SIPP_TRACE=1: keep every message sipp saw, and its work folder (printed).
         self.trace = os.environ.get("VOICEOP_SIPP_TRACE") == "1"
@@ -214,9 +221,20 @@ class Callers:
         self.workdir = Path(tempfile.mkdtemp(prefix="voiceop-sipp-"))
         self.process: subprocess.Popen[str] | None = None
 
+    def scenario(self) -> str:
+        """The caller scenario with this run's hold time, and the ASK block only if asked."""
+        text = resources.files("voiceop.sandbox").joinpath("sipp/caller.xml").read_text(encoding="iso-8859-1")
+        if self.ask_human_after_ms is None:
+            text = re.sub(r"<!--ASK-->.*?<!--/ASK-->", "", text, flags=re.DOTALL)
+        return (
+            text.replace("@HOLD_MS@", str(self.hold_ms))
+            .replace("@ASK_AFTER_MS@", str(self.ask_human_after_ms or 0))
+            .replace("@DIGIT@", self.digit)
+        )
+
     def command(self) -> list[str]:
         scenario = self.workdir / "caller.xml"
-        scenario.write_bytes(resources.files("voiceop.sandbox").joinpath("sipp/caller.xml").read_bytes())
+        scenario.write_text(self.scenario(), encoding="iso-8859-1")
         with (self.workdir / "callers.csv").open("w", newline="") as stream:
             stream.write("SEQUENTIAL\n")
             csv.writer(stream, delimiter=";").writerows([number, ""] for number in self.callers)
@@ -303,6 +321,77 @@ class Callers:
         return CallerResult(
             code, successful, failed, response_ms, rejections, output[-3000:], error_text[:6000], setup_ms
         )
+
+
+class HumanQueue:
+    """sipp as the human agents' queue on a loopback address: answers every call handed to it
+    and logs its Call-ID; `received()` lists them."""
+
+    def __init__(self, address: str = "127.0.0.9", port: int = 5099, user: str = "humans") -> None:
+        self.address = _loopback(address)
+        self.port = port
+        self.user = user
+        self.workdir = Path(tempfile.mkdtemp(prefix="voiceop-humans-"))
+        self.log = self.workdir / "handoffs.log"
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{self.user}@{self.address}:{self.port}"
+
+    def start(self) -> HumanQueue:
+        scenario = self.workdir / "human.xml"
+        scenario.write_bytes(resources.files("voiceop.sandbox").joinpath("sipp/human.xml").read_bytes())
+        command = [
+            find_program("sipp"),
+            "-sf", str(scenario),
+            "-i", self.address,
+            "-p", str(self.port),
+            "-trace_logs", "-log_file", str(self.log),
+            "-trace_err", "-error_file", str(self.workdir / "errors.log"),
+            "-nostdin",
+        ]  # fmt: skip
+        with (self.workdir / "sipp.out").open("w") as out:
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+        time.sleep(0.3)
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"sipp (human queue) exited: {(self.workdir / 'sipp.out').read_text()[-1000:]}"
+            )
+        return self
+
+    def received(self) -> list[str]:
+        """Call-IDs of the calls the humans answered, in order."""
+        if not self.log.exists():
+            return []
+        return [
+            line.split()[1]
+            for line in self.log.read_text(errors="replace").splitlines()
+            if line.startswith("handoff ") and len(line.split()) >= 2
+        ]
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def __enter__(self) -> HumanQueue:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class SyncedEdge:

@@ -263,8 +263,33 @@ class Fallback(ApiModel):
     when: list[FallbackTrigger] = Field(
         default_factory=list,
         max_length=3,
-        description="What hands a call to a human: backendUnavailable, latencyOverBudget, callerRequest.",
+        description=(
+            "What hands a call to a human: backendUnavailable (the active backend does not answer when"
+            " a call arrives: redirected before it is answered), latencyOverBudget (the backend's time"
+            " to first audio stays over its latencyBudgetMs for overBudgetTurns turns in a row),"
+            " callerRequest (the caller sends handoffDigit as DTMF in a SIP INFO)."
+        ),
         json_schema_extra=SET,
+    )
+    handoff_digit: str = Field(
+        default="0",
+        pattern=r"^[0-9*#]$",
+        description="The DTMF digit (SIP INFO, application/dtmf-relay) with which a caller asks for a human.",
+    )
+    over_budget_turns: int = Field(
+        default=2,
+        ge=1,
+        le=20,
+        description="Consecutive turns over the backend's latencyBudgetMs that hand a call off (latencyOverBudget).",
+    )
+    max_handoff_rate: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description=(
+            "Share of calls handed to humans above which the agent reports HandoffsHigh (and a Warning"
+            " Event), judged over the operator's hand-off window once it holds enough calls."
+        ),
     )
 
 
@@ -356,6 +381,28 @@ class AgentRegionStatus(ApiModel):
     )
 
 
+class HandoffCounts(ApiModel):
+    calls: int = Field(default=0, ge=0, description="Calls the media pods handled in the window.")
+    handoffs: int = Field(default=0, ge=0, description="Calls handed to a human in the window.")
+    rate: str = Field(
+        default="0", max_length=16, description='handoffs / calls, as a decimal string (e.g. "0.125").'
+    )
+    by_reason: dict[FallbackTrigger, int] = Field(
+        default_factory=dict, description="Hand-offs in the window by reason."
+    )
+
+
+class RegionHandoffs(HandoffCounts):
+    name: str = Field(max_length=63, description="Region name.")
+
+
+class AgentHandoffs(HandoffCounts):
+    window_seconds: int = Field(default=0, ge=0, description="The window the counts cover, in seconds.")
+    regions: list[RegionHandoffs] = Field(
+        default_factory=list, max_length=16, description="Per-region counts.", json_schema_extra=MAP_BY_NAME
+    )
+
+
 class VoiceAgentStatus(ApiModel):
     observed_generation: ObservedGeneration
     regions: list[AgentRegionStatus] = Field(
@@ -372,6 +419,9 @@ class VoiceAgentStatus(ApiModel):
     )
     selector: str | None = Field(
         default=None, max_length=1024, description="Label selector of all media pods (scale subresource)."
+    )
+    handoffs: AgentHandoffs | None = Field(
+        default=None, description="Calls handed to humans over the operator's recent window, by reason."
     )
     conditions: Conditions
 

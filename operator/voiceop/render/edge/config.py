@@ -12,7 +12,11 @@ Outputs are files, by name relative to the edge's config directory:
 - `tables/numbers`: called number (E.164, with and without '+') or `user@host` -> endpoint;
 - `tables/prefixes`: E.164 prefix -> caller country (callers.py);
 - `tables/routes`: `endpoint|country|start|i` -> the i-th dispatcher set to try, and
-  `endpoint|country|w|start` -> cumulative percentage for weighted routes.
+  `endpoint|country|w|start` -> cumulative percentage for weighted routes;
+- `tables/handoffs`: where media pods may hand callers to (the agents' `fallback.humanHandoff`):
+  `user@host[:port]` of a SIP URI, or an E.164 number -> the next hop (`sip:host:port`, or the
+  edge's hand-off gateway for numbers; empty: none configured). The edge relays a redirect
+  (302) or a transferred call (after a REFER) only to these: it is not an open relay.
 The config file itself (`kamailio.cfg`) depends only on the settings.
 """
 
@@ -66,6 +70,8 @@ class EdgeSettings:
     response_timeout_ms: int = 2000
     answer_timeout_ms: int = 30000
     ping_interval_s: int = 10
+    # Next hop for hand-offs to phone numbers (a PSTN gateway or SBC), e.g. sip:gw.example.com:5060.
+    handoff_gateway: str | None = None
 
     @property
     def control_socket(self) -> str:
@@ -90,6 +96,7 @@ class EdgeTables:
     members: dict[int, list[MediaEndpoint]] = field(default_factory=dict)
     numbers: dict[str, str] = field(default_factory=dict)
     routes: dict[str, int] = field(default_factory=dict)
+    handoffs: dict[str, str] = field(default_factory=dict)
 
 
 def stable_set_id(key: tuple[str, str], taken: set[int]) -> int:
@@ -122,8 +129,31 @@ def _routes_entries(namespace: str, table: Mapping[str, Any]) -> list[dict[str, 
     return entries
 
 
+_SIP_URI = re.compile(r"^sips?:(?:(?P<user>[^@;?]+)@)?(?P<host>\[[^\]]+\]|[^:;?>]+)(?::(?P<port>\d+))?")
+
+
+def handoff_rows(handoff: Mapping[str, str] | None, gateway: str | None, where: str) -> dict[str, str]:
+    """The `handoffs` rows of one endpoint's hand-off target (see the module's docstring)."""
+    if not handoff:
+        return {}
+    if handoff.get("phoneNumber"):
+        number = handoff["phoneNumber"]
+        return {number: gateway or "", number.lstrip("+"): gateway or ""}
+    match = _SIP_URI.match(handoff.get("sipUri", ""))
+    if match is None or not match["user"]:
+        raise EdgeInputError(f"{where}: handoff.sipUri {handoff.get('sipUri')!r} is not sip:user@host[:port]")
+    user, host, port = match["user"], match["host"], match["port"]
+    hop = f"sip:{host}:{port or 5060}"
+    rows = {f"{user}@{host}:{port or 5060}": hop}
+    if port is None:
+        rows[f"{user}@{host}"] = hop
+    return rows
+
+
 def build_tables(
-    routes_by_namespace: Mapping[str, Mapping[str, Any]], endpoints: Iterable[MediaEndpoint]
+    routes_by_namespace: Mapping[str, Mapping[str, Any]],
+    endpoints: Iterable[MediaEndpoint],
+    handoff_gateway: str | None = None,
 ) -> EdgeTables:
     """One set per media Service named by any route, with a stable id (stable_set_id)."""
     tables = EdgeTables()
@@ -150,8 +180,10 @@ def build_tables(
             tables.members[media_set.set_id].append(endpoint)
 
     for namespace in sorted(routes_by_namespace):
-        for entry in _routes_entries(namespace, routes_by_namespace[namespace]):
+        for i, entry in enumerate(_routes_entries(namespace, routes_by_namespace[namespace])):
             endpoint_key = f"{namespace}/{entry['endpoint']}"
+            where = f"ConfigMap {namespace}/voiceop-routes: data.routes.json: endpoints[{i}]"
+            tables.handoffs.update(handoff_rows(entry.get("handoff"), handoff_gateway, where))
             for number in entry.get("phoneNumbers", []):
                 tables.numbers[number] = endpoint_key
                 tables.numbers[number.lstrip("+")] = endpoint_key
@@ -212,7 +244,10 @@ def table_files(tables: EdgeTables) -> dict[str, str]:
         f"{TABLES}/numbers": _htable(tables.numbers),
         f"{TABLES}/prefixes": _htable(caller_prefixes()),
         f"{TABLES}/routes": _htable(dict(tables.routes)),
-        f"{TABLES}/version": "table_name(str) table_version(int)\nnumbers:2\nprefixes:2\nroutes:2\n",
+        f"{TABLES}/handoffs": _htable(tables.handoffs),
+        f"{TABLES}/version": (
+            "table_name(str) table_version(int)\nnumbers:2\nprefixes:2\nroutes:2\nhandoffs:2\n"
+        ),
     }
 
 
@@ -231,7 +266,7 @@ def edge_files(
     routes_by_namespace: Mapping[str, Mapping[str, Any]],
     endpoints: Sequence[MediaEndpoint],
 ) -> dict[str, str]:
-    files = table_files(build_tables(routes_by_namespace, endpoints))
+    files = table_files(build_tables(routes_by_namespace, endpoints, settings.handoff_gateway))
     files["kamailio.cfg"] = kamailio_cfg(settings)
     return files
 

@@ -8,8 +8,9 @@ As a kubelet behaves, as far as voiceop depends on it:
   own loopback address, which is the pod IP (nothing else ever receives traffic);
 - computes `Ready` as the kubelet does: containers ready (the process's /readyz) AND every
   readiness gate True; writes status only when it changed;
-- writes the downward-API annotations file with a lag (the real one refreshes within its sync
-  period: seconds, a minute at worst);
+- writes the downward-API annotations file and the runtime ConfigMap's file with a lag (the
+  real one refreshes them within its sync period: seconds, a minute at worst), and gives the
+  process the container's environment (literal values, the pod's name and namespace);
 - on deletion runs the preStop hook (GET /drain), sends SIGTERM, SIGKILL at the end of
   `terminationGracePeriodSeconds`, counts a call cut for every call a killed process held,
   then removes the pod (grace 0), as the kubelet confirms a deletion.
@@ -19,7 +20,6 @@ Pods of other programs on its nodes are left Pending: this kubelet runs only med
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 import subprocess
@@ -33,8 +33,15 @@ from typing import Any
 from voiceop.api.wire import MANAGED_BY, MANAGER
 from voiceop.sandbox.cluster.nodes import NodeSpec, nodes_for_region, register_node, renew_lease
 from voiceop.sandbox.cluster.rest import Rest, RestError
-from voiceop.sandbox.mediasim import media_sim_command
-from voiceop.sandbox.pods import METRICS_PORT, active_calls, http_get, sip_port, write_downward_annotations
+from voiceop.sandbox.pods import (
+    METRICS_PORT,
+    active_calls,
+    http_get,
+    media_process,
+    runtime_configmap_of,
+    write_downward_annotations,
+    write_volume_file,
+)
 from voiceop.status import now_iso
 
 logger = logging.getLogger("voiceop.sandbox.kubelet")
@@ -54,6 +61,22 @@ class Process:
     write_at: float = 0.0
     last_status: Any = None
     calls: int = 0
+    runtime_configmap: str | None = None  # the agent's runtime ConfigMap the pod mounts
+
+
+@dataclass
+class LaggedFile:
+    """A volume file the kubelet refreshes some time after its source changed."""
+
+    path: Path
+    pending: str | None = None
+    write_at: float = 0.0
+
+    def sync(self, text: str, now: float, lag: float) -> None:
+        if text != self.pending:
+            self.pending, self.write_at = text, now + lag
+        if now >= self.write_at:
+            write_volume_file(self.path, text)
 
 
 @dataclass
@@ -70,6 +93,7 @@ class SandboxKubelet:
     hollow: bool = False
     node_capacity: dict[str, str] | None = None  # None: a typical node (32 CPUs, 250 pods)
     cut_calls: int = 0
+    config_refresh_seconds: float = 2.0  # how often runtime ConfigMaps are read again
     killed_with_calls: list[tuple[str, int]] = field(default_factory=list)
     # Every pod whose deletion this kubelet carried out: (namespace/name, annotations, calls then).
     terminated: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
@@ -84,6 +108,9 @@ class SandboxKubelet:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._last_lease = 0.0
+        self._configs: dict[tuple[str, str], str] = {}  # (namespace, name) -> runtime.json
+        self._configs_read = 0.0
+        self._config_files: dict[str, LaggedFile] = {}  # pod uid -> its runtime.json
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -154,6 +181,8 @@ class SandboxKubelet:
         if time.monotonic() - self._last_lease > 10:
             self._heartbeat()
         pods = self.rest.get("/api/v1/pods", {"labelSelector": f"{MANAGED_BY}={MANAGER}"})["items"]
+        if not self.hollow and time.monotonic() - self._configs_read >= self.config_refresh_seconds:
+            self._read_runtime_configs()
         seen = set()
         for pod in pods:
             if (pod.get("spec") or {}).get("nodeName") not in self.nodes:
@@ -165,6 +194,16 @@ class SandboxKubelet:
         for proc in vanished:  # force-deleted: the kubelet kills at once
             self._kill(proc)
             self._forget(proc)
+
+    def _read_runtime_configs(self) -> None:
+        """Every voiceop runtime ConfigMap, in one list (the kubelet watches what its pods mount)."""
+        self._configs_read = time.monotonic()
+        items = self.rest.get("/api/v1/configmaps", {"labelSelector": f"{MANAGED_BY}={MANAGER}"})["items"]
+        self._configs = {
+            (c["metadata"]["namespace"], c["metadata"]["name"]): str((c.get("data") or {})["runtime.json"])
+            for c in items
+            if "runtime.json" in (c.get("data") or {})
+        }
 
     def _sync_region_nodes(self) -> None:
         try:
@@ -215,37 +254,42 @@ class SandboxKubelet:
             self._forget(proc)
             proc = self._run(pod)
         self._sync_annotations(proc, meta.get("annotations") or {})
+        config = self._configs.get((proc.namespace, proc.runtime_configmap or ""))
+        if config is not None and proc.uid in self._config_files:
+            self._config_files[proc.uid].sync(config, time.monotonic(), self.annotation_lag_seconds)
         self._sync_status(proc, pod)
 
     def _run(self, pod: dict[str, Any]) -> Process:
         meta = pod["metadata"]
         ip = self._free.pop() if self._free else next(self._addresses)
-        annotations_file = self._podinfo / f"{meta['namespace']}_{meta['name']}" / "annotations"
-        annotations_file.parent.mkdir(parents=True, exist_ok=True)
+        podinfo = self._podinfo / f"{meta['namespace']}_{meta['name']}"
+        podinfo.mkdir(parents=True, exist_ok=True)
+        annotations_file = podinfo / "annotations"
         write_downward_annotations(annotations_file, meta.get("annotations") or {})
-        command = (
-            ["sleep", "infinity"]
-            if self.hollow
-            else media_sim_command(
-                ip, METRICS_PORT, self._calls_per_pod(pod), annotations_file, sip_port(pod["spec"])
+        configmap = runtime_configmap_of(pod["spec"])
+        if self.hollow:
+            process = subprocess.Popen(
+                ["sleep", "infinity"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-        )
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            config = self._runtime_config(meta["namespace"], configmap)
+            process = media_process(ip, pod["spec"], meta["namespace"], meta["name"], podinfo, config)
+            self._config_files[meta["uid"]] = LaggedFile(podinfo / "runtime.json", config)
         proc = Process(meta["namespace"], meta["name"], meta["uid"], ip, process, annotations_file)
+        proc.runtime_configmap = configmap
         with self._lock:
             self.running[meta["uid"]] = proc
         return proc
 
-    def _calls_per_pod(self, pod: dict[str, Any]) -> int:
-        for volume in pod["spec"].get("volumes") or []:
-            name = (volume.get("configMap") or {}).get("name", "")
-            if name.endswith("-runtime"):
-                config = self.rest.get_or_none(
-                    f"/api/v1/namespaces/{pod['metadata']['namespace']}/configmaps/{name}"
-                )
-                with contextlib.suppress(KeyError, ValueError, TypeError):
-                    return int(json.loads(config["data"]["runtime.json"]).get("callsPerPod", 10))
-        return 10
+    def _runtime_config(self, namespace: str, configmap: str | None) -> str | None:
+        """What the pod's runtime ConfigMap holds when it starts (read now if not listed yet)."""
+        if configmap is None:
+            return None
+        if (namespace, configmap) not in self._configs:
+            found = self.rest.get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{configmap}")
+            if found and "runtime.json" in (found.get("data") or {}):
+                self._configs[(namespace, configmap)] = str(found["data"]["runtime.json"])
+        return self._configs.get((namespace, configmap))
 
     def _sync_annotations(self, proc: Process, annotations: dict[str, str]) -> None:
         now = time.monotonic()
@@ -361,6 +405,7 @@ class SandboxKubelet:
     def _forget(self, proc: Process) -> None:
         with self._lock:
             self.running.pop(proc.uid, None)
+        self._config_files.pop(proc.uid, None)
         self._free.append(proc.ip)
         shutil.rmtree(proc.annotations_file.parent, ignore_errors=True)
 
