@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import generate  # noqa: E402
 
 # Kinds of CRDs no Kubernetes schema knows: checked for shape below instead.
-NOT_KUBERNETES = {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering"}
+NOT_KUBERNETES = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ClusterKopfPeering"}
 TOGGLES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "serviceMonitor": {"metrics": {"serviceMonitor": {"enabled": True}}},
     "prometheusRule": {"metrics": {"prometheusRule": {"enabled": True}}},
     "dashboard": {"dashboard": {"enabled": True}},
+    "podMonitor": {"metrics": {"podMonitor": {"enabled": True}}},
     "peering": {"peering": {"enabled": True, "priority": 50}},
     "watchNamespaces": {"watchNamespaces": ["contact-center", "support"]},
     "noCrds": {"crds": {"install": False}},
@@ -93,18 +95,34 @@ def test_the_operators_arguments_are_ones_voiceop_run_takes(toggle: str) -> None
 def test_toggles_switch_what_they_say() -> None:
     assert not by_kind(render({}), "ServiceMonitor")
     assert by_kind(render(TOGGLES["serviceMonitor"]), "ServiceMonitor")
+    assert by_kind(render(TOGGLES["serviceMonitor"]), "ServiceMonitor")[0]["spec"]["endpoints"][0][
+        "honorLabels"
+    ]
+    (pods,) = by_kind(render(TOGGLES["podMonitor"]), "PodMonitor")
+    relabel = {
+        r["targetLabel"]: r["sourceLabels"][0] for r in pods["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    }
+    assert relabel == {
+        "agent": "__meta_kubernetes_pod_label_voiceop_dev_agent",
+        "region": "__meta_kubernetes_pod_label_voiceop_dev_region",
+    }
     rule = by_kind(render(TOGGLES["prometheusRule"]), "PrometheusRule")[0]
-    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
     assert alerts == {
         "VoiceopOperatorDown",
         "VoiceopReconcileErrors",
         "VoiceAgentNotReady",
         "VoiceAgentScalingLimited",
         "AIBackendUnavailable",
+        "VoiceAgentHandoffRateHigh",
     }
-    assert (
-        by_kind(render(TOGGLES["dashboard"]), "ConfigMap")[0]["metadata"]["labels"]["grafana_dashboard"]
-        == "1"
+    dashboard = by_kind(render(TOGGLES["dashboard"]), "ConfigMap")[0]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    panels = json.loads(next(iter(dashboard["data"].values())))["panels"]
+    assert any(
+        "voice_handoffs_total" in t["expr"] and "reason, backend" in t["expr"]
+        for p in panels
+        for t in p["targets"]
     )
     peering = render(TOGGLES["peering"])
     assert {c["metadata"]["name"] for c in by_kind(peering, "CustomResourceDefinition")} >= {
@@ -256,3 +274,76 @@ def test_manifests_are_the_chart_rendered() -> None:
     assert committed == expected, "manifests/ drifted from the chart: run `python scripts/generate.py`"
     for name, text in generate.argocd_files().items():
         assert (ROOT / "manifests" / "argocd" / name).read_text() == text
+
+
+HANDOFF_RULE_TESTS = """
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+- interval: 1m
+  input_series:
+  # billing: 10 calls a minute; 3 handed off a minute for 15 minutes, then none (rate 0.3, then 0).
+  - series: 'voice_calls_total{namespace="cc",agent="billing",region="eu-west",pod="b-1",backend="openai",model="gpt"}'
+    values: '0+10x40'
+  - series: 'voice_handoffs_total{namespace="cc",agent="billing",region="eu-west",pod="b-1",reason="backendUnavailable",backend="openai",model="gpt"}'
+    values: '0+3x15 45x25'
+  - series: 'voiceop_agent_max_handoff_rate{namespace="cc",agent="billing",job="voiceop",pod="voiceop-1"}'
+    values: '0.2x40'
+  # support: 10 calls a minute, 1 handed off a minute (0.1, under its 0.2).
+  - series: 'voice_calls_total{namespace="cc",agent="support",region="us-east",pod="s-1",backend="self",model="llama"}'
+    values: '0+10x40'
+  - series: 'voice_handoffs_total{namespace="cc",agent="support",region="us-east",pod="s-1",reason="callerRequest",backend="self",model="llama"}'
+    values: '0+1x40'
+  - series: 'voiceop_agent_max_handoff_rate{namespace="cc",agent="support",job="voiceop",pod="voiceop-1"}'
+    values: '0.2x40'
+  # quiet: every call handed off, but one call a minute: too few for a rate.
+  - series: 'voice_calls_total{namespace="cc",agent="quiet",region="eu-west",pod="q-1",backend="self",model="llama"}'
+    values: '0+1x40'
+  - series: 'voice_handoffs_total{namespace="cc",agent="quiet",region="eu-west",pod="q-1",reason="callerRequest",backend="self",model="llama"}'
+    values: '0+1x40'
+  - series: 'voiceop_agent_max_handoff_rate{namespace="cc",agent="quiet",job="voiceop",pod="voiceop-1"}'
+    values: '0.2x40'
+  promql_expr_test:
+  - expr: voiceop:handoff_rate:ratio5m
+    eval_time: 10m
+    exp_samples:
+    - labels: 'voiceop:handoff_rate:ratio5m{namespace="cc",agent="billing"}'
+      value: 0.3
+    - labels: 'voiceop:handoff_rate:ratio5m{namespace="cc",agent="support"}'
+      value: 0.1
+    - labels: 'voiceop:handoff_rate:ratio5m{namespace="cc",agent="quiet"}'
+      value: 1
+  alert_rule_test:
+  - eval_time: 4m
+    alertname: VoiceAgentHandoffRateHigh
+    exp_alerts: []
+  - eval_time: 12m
+    alertname: VoiceAgentHandoffRateHigh
+    exp_alerts:
+    - exp_labels: {severity: warning, namespace: cc, agent: billing}
+      exp_annotations:
+        summary: VoiceAgent cc/billing hands 30% of its calls to humans.
+        description: See status.handoffs of the VoiceAgent, and `voiceop handoffs -n cc` for the calls by reason, backend and model.
+  - eval_time: 28m
+    alertname: VoiceAgentHandoffRateHigh
+    exp_alerts: []
+"""
+
+
+def test_the_handoff_rules_and_alert_pass_promtools_unit_tests(tmp_path: Path) -> None:
+    """Prometheus' own rule engine (promtool test rules): the recording rules give the rate,
+    the alert fires above an agent's maxHandoffRate, not below it nor on too few calls, and
+    clears once the hand-offs stop."""
+    import subprocess
+
+    from conftest import require_program
+
+    promtool = require_program("promtool", "apt-get install -y prometheus")
+    rule = by_kind(render(TOGGLES["prometheusRule"]), "PrometheusRule")[0]
+    groups = [g for g in rule["spec"]["groups"] if g["name"] == "voiceop-handoffs"]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    (tmp_path / "tests.yaml").write_text(HANDOFF_RULE_TESTS)
+    result = subprocess.run(
+        [promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
