@@ -82,6 +82,14 @@ def wait_for(check: Callable[[], T], timeout: float = 15.0, what: str = "conditi
     return value
 
 
+def wait_ready(cluster: Cluster, namespace: str, agent: str, timeout: float = 40.0) -> None:
+    wait_for(
+        lambda: condition(cluster.get("VoiceAgent", namespace, agent), "Ready").get("status") == "True",
+        timeout=timeout,
+        what=f"VoiceAgent {namespace}/{agent} Ready",
+    )
+
+
 @contextmanager
 def loopback_cluster() -> Iterator[Cluster]:
     with LoopbackApiServer() as server:
@@ -90,10 +98,16 @@ def loopback_cluster() -> Iterator[Cluster]:
 
 @contextmanager
 def running_operator(
-    cluster: Cluster, *, wait_watching: bool = True, **options: Any
+    cluster: Cluster,
+    *,
+    wait_watching: bool = True,
+    runtime_options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> Iterator[OperatorRuntime]:
     """The real operator (kopf and all) in a thread, talking HTTP to the loopback server."""
-    runtime = OperatorRuntime(connection=Connection(server=cluster.server.url, token="loopback"))
+    runtime = OperatorRuntime(
+        connection=Connection(server=cluster.server.url, token="loopback"), **(runtime_options or {})
+    )
     stop, ready = threading.Event(), threading.Event()
     failure: list[BaseException] = []
 

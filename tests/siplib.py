@@ -41,6 +41,15 @@ def metric_sum(text: str, metric: str, **labels: str) -> float:
     return total
 
 
+def set_backend(stand_in: Any, name: str, mode: str, delay_s: float | None = None) -> None:
+    """Make a stand-in backend healthy, slow or down, and wait until what pods last saw of it
+    (a runtime's connection pool) is stale: the next call finds it as it is."""
+    from voiceop.sandbox.mediaai import FRESH_S
+
+    stand_in.set(name, mode, delay_s)
+    time.sleep(FRESH_S)
+
+
 def require_sip_tools() -> None:
     for name in ("kamailio", "kamcmd", "sipp"):
         require_program(name, "apt-get install -y kamailio sip-tester")
@@ -197,6 +206,22 @@ class CallPath:
         self.cut_calls = cut_calls  # calls the kubelet cut short by killing a pod
         self.patch_region = patch_region  # (name, merge patch) on a Region
         self._ports = iter(range(5100, 5300))
+
+    @classmethod
+    def on_loopback(
+        cls, cluster: Any, pods: Any, edge: SyncedEdge, namespace: str, agent: str = "hotline"
+    ) -> CallPath:
+        """The call path of the loopback cluster (harness.Cluster) and its pod simulator."""
+        return cls(
+            namespace,
+            lambda: list(cluster.children("Pod", namespace, "v1", agent).values()),
+            pods.address,
+            edge,
+            # Calls held by a killed process (an idle pod slow to exit is no cut call).
+            cut_calls=lambda: pods.dropped_calls,
+            patch_region=lambda name, patch: cluster.patch("Region", None, name, patch),
+            agent_status=lambda: (cluster.get("VoiceAgent", namespace, agent) or {}).get("status"),
+        )
 
     def callers(self, numbers: list[str], **options: Any) -> Callers:
         options.setdefault("rate", 20)

@@ -190,6 +190,14 @@ PATTERN_CASES = [
     (
         "VoiceAgent",
         "billing",
+        "spec.fallback.handoffDigit",
+        "00",
+        "spec.fallback.handoffDigit",
+        "should match",
+    ),
+    (
+        "VoiceAgent",
+        "billing",
         "spec.fallback.humanHandoff.phoneNumber",
         "0215551234",
         "spec.fallback.humanHandoff.phoneNumber",

@@ -198,6 +198,7 @@ def test_edge_render_writes_kamailio_files(tmp_path: Path) -> None:
     assert written == [
         "dispatcher.list",
         "kamailio.cfg",
+        "tables/handoffs",
         "tables/numbers",
         "tables/prefixes",
         "tables/routes",
@@ -241,3 +242,37 @@ def test_bad_manifest_exits_2_like_render(tmp_path: Path) -> None:
     result = edge_render("-f", bad, "-o", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "callsPerPod" in result.stderr and bad in result.stderr
+
+
+def test_hand_off_targets_become_the_edges_only_relay_destinations() -> None:
+    import pytest
+
+    from voiceop.render.edge.config import EdgeInputError, handoff_rows
+
+    where = "ConfigMap cc/voiceop-routes: data.routes.json: endpoints[0]"
+    assert handoff_rows({"sipUri": "sip:queue@pbx.example.com"}, None, where) == {
+        "queue@pbx.example.com": "sip:pbx.example.com:5060",
+        "queue@pbx.example.com:5060": "sip:pbx.example.com:5060",
+    }
+    assert handoff_rows({"sipUri": "sip:humans@127.0.0.9:5099"}, None, where) == {
+        "humans@127.0.0.9:5099": "sip:127.0.0.9:5099"
+    }
+    assert handoff_rows({"phoneNumber": "+353215551234"}, "sip:gw:5060", where) == {
+        "+353215551234": "sip:gw:5060",
+        "353215551234": "sip:gw:5060",
+    }
+    assert (
+        handoff_rows({"phoneNumber": "+353215551234"}, None, where)["+353215551234"] == ""
+    )  # 503 at the edge
+    assert handoff_rows(None, None, where) == {}
+    with pytest.raises(EdgeInputError, match=r"endpoints\[0\]: handoff.sipUri 'sip:pbx.example.com'"):
+        handoff_rows({"sipUri": "sip:pbx.example.com"}, None, where)
+
+
+def test_the_routes_table_carries_each_endpoints_hand_off(rendered_examples: list[dict[str, Any]]) -> None:
+    routes = routes_of(rendered_examples)["contact-center"]
+    handoffs = {e["endpoint"]: e["handoff"] for e in routes["endpoints"]}
+    assert handoffs == {
+        "billing-lines": {"phoneNumber": "+353215551234"},
+        "support-web": {"sipUri": "sip:support-queue@pbx.example.com"},
+    }

@@ -62,10 +62,22 @@ def test_the_status_block_has_totals_regions_and_reasons() -> None:
         "calls": 50,
         "handoffs": 9,
         "rate": "0.18",
-        "byReason": {"backendUnavailable": 8, "callerRequest": 1},
+        "byReason": {"backendUnavailable": 8, "latencyOverBudget": 0, "callerRequest": 1},
         "regions": [
-            {"name": "eu-west", "calls": 40, "handoffs": 8, "rate": "0.2", "byReason": {"backendUnavailable": 8}},
-            {"name": "us-east", "calls": 10, "handoffs": 1, "rate": "0.1", "byReason": {"callerRequest": 1}},
+            {
+                "name": "eu-west",
+                "calls": 40,
+                "handoffs": 8,
+                "rate": "0.2",
+                "byReason": {"backendUnavailable": 8, "latencyOverBudget": 0, "callerRequest": 0},
+            },
+            {
+                "name": "us-east",
+                "calls": 10,
+                "handoffs": 1,
+                "rate": "0.1",
+                "byReason": {"backendUnavailable": 0, "latencyOverBudget": 0, "callerRequest": 1},
+            },
         ],
     }
     assert rate_text(HandoffWindow()) == "0"
@@ -80,3 +92,57 @@ def test_handoffs_high_fires_above_the_rate_and_only_with_enough_calls() -> None
     assert (at.status, at.reason) == ("False", "WithinMaxRate")
     few = handoffs_high(HandoffWindow(MIN_CALLS_FOR_RATE - 1, (("callerRequest", 9),)), 0.2, 300)
     assert (few.status, few.reason) == ("False", "TooFewCalls")
+
+
+def _payload(records: list[tuple[str, str, str]], calls: list[tuple[int, str, int]]) -> dict[str, object]:
+    return {
+        "namespace": "cc",
+        "agent": "billing",
+        "records": [
+            {"time": t, "backend": b, "model": f"{b}-model", "reason": r, "callId": f"c{i}"}
+            for i, (t, b, r) in enumerate(records)
+        ],
+        "calls": [{"minute": m, "backend": b, "model": f"{b}-model", "calls": n} for m, b, n in calls],
+    }
+
+
+def test_the_report_shows_a_failover_as_a_change_of_rate_by_backend() -> None:
+    """Yesterday openai handed 1 call in 10 off; today it handed 4 in 10 off before the
+    failover, and the self-hosted pipeline took over with none."""
+    from voiceop.handoffs import ALL, format_report, report_rows, tally_pods
+    from voiceop.status import parse_time
+
+    day = 86400.0
+    now = parse_time("2026-12-04T12:00:00Z")
+    payload = _payload(
+        [
+            ("2026-12-03T09:00:00Z", "openai", "callerRequest"),
+            ("2026-12-04T08:00:00Z", "openai", "backendUnavailable"),
+            ("2026-12-04T08:00:01Z", "openai", "backendUnavailable"),
+            ("2026-12-04T08:00:02Z", "openai", "backendUnavailable"),
+            ("2026-12-04T08:01:00Z", "openai", "callerRequest"),
+        ],
+        [
+            (int(now - day - 3600), "openai", 10),
+            (int(now - 4 * 3600), "openai", 10),
+            (int(now - 3600), "self", 30),
+        ],
+    )
+    current = tally_pods([payload], now - day, now)
+    previous = tally_pods([payload], now - 2 * day, now - day)
+    rows = {(r.backend, r.reason): r for r in report_rows(current, previous)}
+    unavailable = rows[("openai", "backendUnavailable")]
+    assert (unavailable.handoffs, unavailable.calls, unavailable.rate) == (3, 10, 0.3)
+    asked = rows[("openai", "callerRequest")]
+    assert (asked.previous_handoffs, asked.previous_calls, asked.previous_rate) == (1, 10, 0.1)
+    assert asked.change == 0.0
+    # By backend: openai went from 10% to 40% of its calls; the pipeline it failed over to hands none off.
+    openai, pipeline = rows[("openai", ALL)], rows[("self", ALL)]
+    assert (openai.rate, openai.previous_rate, openai.change) == (0.4, 0.1, 0.4 - 0.1)
+    assert (pipeline.handoffs, pipeline.calls, pipeline.rate, pipeline.previous_rate) == (0, 30, 0.0, None)
+    total = rows[(ALL, ALL)]
+    assert (total.handoffs, total.calls, total.previous_handoffs, total.previous_calls) == (4, 40, 1, 10)
+    assert ("self", "backendUnavailable") not in rows  # no hand-offs there, now or before
+    table = format_report(report_rows(current, previous), "24h")
+    assert "cc/billing  openai   openai-model  backendUnavailable  3" in table
+    assert "+0.0 pts" in table and "(all)" in table

@@ -102,6 +102,7 @@ def test_media_sim_follows_its_runtime_config_and_hands_calls_off(tmp_path: Path
     import json
 
     from voiceop.sandbox.backend import BackendStandIn
+    from voiceop.sandbox.mediaai import FRESH_S
 
     port = free_port()
     config = tmp_path / "runtime.json"
@@ -115,6 +116,7 @@ def test_media_sim_follows_its_runtime_config_and_hands_calls_off(tmp_path: Path
         try:
             wait_for(lambda: status(f"{base}/healthz") == 200, timeout=20)
             backends.set("model", "down")
+            time.sleep(FRESH_S)  # what pods last saw of the backend goes stale
             with urllib.request.urlopen(
                 urllib.request.Request(f"{base}/calls?duration=1", data=b"", method="POST"), timeout=3
             ) as answer:
@@ -132,13 +134,18 @@ def test_media_sim_follows_its_runtime_config_and_hands_calls_off(tmp_path: Path
             assert served["calls"][0]["calls"] == 1 and served["calls"][0]["backend"] == "model"
 
             backends.set("model", "healthy")
+
+            time.sleep(FRESH_S)  # what pods last saw of the backend goes stale
             assert status(f"{base}/calls?duration=1", "POST") == 200
-            assert len(json.loads(urllib.request.urlopen(f"{base}/handoffs", timeout=2).read())["records"]) == 1
+            assert (
+                len(json.loads(urllib.request.urlopen(f"{base}/handoffs", timeout=2).read())["records"]) == 1
+            )
 
             # Without backendUnavailable in `when`, a backend that does not answer refuses the call.
             time.sleep(1.1)  # a new mtime (whole seconds on some filesystems)
             _runtime_config(config, backends.session_url("model"), when=[])
             backends.set("model", "down")
+            time.sleep(FRESH_S)  # what pods last saw of the backend goes stale
             wait_for(lambda: status(f"{base}/calls?duration=1", "POST") == 503, timeout=5)
         finally:
             process.terminate()

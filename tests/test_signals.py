@@ -40,7 +40,8 @@ async def _pod_metrics() -> PodSample:
     for seconds in (0.45, 0.55, 1.1):
         pod.latency.observe(seconds)
     pod.active.set(3)
-    pod.total.inc(7)
+    pod.total.labels("model", "m-1").inc(4)
+    pod.total.labels("backup", "m-2").inc(3)  # summed over backends and models
     return parse_pod_metrics(generate_latest(pod.registry).decode())
 
 
@@ -110,10 +111,10 @@ async def _arrivals() -> list[float | None]:
     seen = []
     try:
         for taken in (0, 4, 4, 12, 24, 36):  # calls taken during each 2 s tick
-            pod.total.inc(taken)
+            pod.total.labels("model", "m-1").inc(taken)
             seen.append((await scraper.read({"pod": "127.0.0.4"})).arrivals_per_second)
             clock[0] += 2.0
-        pod.total._value.set(3)  # the container restarted: its counter starts again
+        pod.total.labels("model", "m-1")._value.set(3)  # the container restarted: its counter starts again
         seen.append((await scraper.read({"pod": "127.0.0.4"})).arrivals_per_second)
         return seen
     finally:
@@ -191,3 +192,45 @@ def test_prometheus_reader_queries_a_real_prometheus() -> None:
         prometheus.stop()
         media.kill()  # SIGTERM would wait for its calls to end, as a media pod should
         media.wait(10)
+
+
+async def _handoffs_after_a_scale_in() -> list[object]:
+    port = free_port()
+    pods = {"a": ("127.0.0.5", MediaPod(slots=10)), "b": ("127.0.0.6", MediaPod(slots=10))}
+    runners = []
+    for ip, pod in pods.values():
+        pod.total.labels("model", "m-1")  # declared, as media-sim does for its backends
+        runner = web.AppRunner(build_app(pod))
+        await runner.setup()
+        await web.TCPSite(runner, ip, port).start()
+        runners.append(runner)
+    clock = [0.0]
+    scraper = DirectScraper(port=port, clock=lambda: clock[0], handoff_window_seconds=60)
+    both = {name: ip for name, (ip, _) in pods.items()}
+    try:
+        first = (await scraper.read(both, "eu-west")).handoffs
+        for name, count in (("a", 3), ("b", 1)):
+            pods[name][1].total.labels("model", "m-1").inc(10)
+            pods[name][1].handoffs.labels("backendUnavailable", "model", "m-1").inc(count)
+        clock[0] += 2
+        seen = (await scraper.read(both, "eu-west")).handoffs
+        clock[0] += 2
+        after_scale_in = (await scraper.read({"b": both["b"]}, "eu-west")).handoffs  # `a` is gone
+        other_region = (await scraper.read({"b": both["b"]}, "us-east")).handoffs
+        clock[0] += 70
+        rolled_off = (await scraper.read({"b": both["b"]}, "eu-west")).handoffs
+        return [first, seen, after_scale_in, other_region, rolled_off]
+    finally:
+        await scraper.close()
+        for runner in runners:
+            await runner.cleanup()
+
+
+def test_a_pod_removed_by_a_scale_in_still_counts_its_hand_offs_until_they_leave_the_window() -> None:
+    from voiceop.handoffs import HandoffWindow
+
+    first, seen, after_scale_in, other_region, rolled_off = asyncio.run(_handoffs_after_a_scale_in())
+    assert first == HandoffWindow(0, ())
+    assert seen == after_scale_in == HandoffWindow(20, (("backendUnavailable", 4),))
+    assert other_region == HandoffWindow(10, (("backendUnavailable", 1),)), "groups keep their own pods"
+    assert rolled_off == HandoffWindow(0, ())

@@ -209,6 +209,22 @@ def cmd_media_sim(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_handoffs(args: argparse.Namespace) -> int:
+    from voiceop.reports.handoffs import Options
+    from voiceop.reports.handoffs import main as report_main
+
+    return report_main(
+        Options(
+            prometheus_url=args.prometheus_url,
+            namespaces=tuple(args.namespace or ()),
+            since=args.since,
+            as_json=args.json,
+            export=Path(args.export) if args.export else None,
+            via=args.via,
+        )
+    )
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     from voiceop.sandbox.cluster.session import main as cluster_main
 
@@ -379,6 +395,31 @@ def build_parser() -> argparse.ArgumentParser:
     edge_sync.add_argument("--once", action="store_true", help="write the files once and exit")
     add_handoff_gateway(edge_sync)
     edge_sync.set_defaults(run=cmd_edge_sync)
+
+    handoffs = commands.add_parser(
+        "handoffs",
+        help="report hand-offs to humans by agent, backend, model and reason; export their records",
+    )
+    handoffs.add_argument(
+        "--prometheus-url", metavar="URL", help="count from Prometheus (media pods' counters)"
+    )
+    handoffs.add_argument(
+        "-n", "--namespace", action="append", metavar="NS", help="only NS (repeatable); default all"
+    )
+    handoffs.add_argument(
+        "--since", default="24h", metavar="DURATION", help="the window (30m, 24h, 7d); default 24h"
+    )
+    handoffs.add_argument("--json", action="store_true", help="the report as JSON")
+    handoffs.add_argument(
+        "--export", metavar="FILE.jsonl", help="write the window's hand-off records, one JSON object a line"
+    )
+    handoffs.add_argument(
+        "--via",
+        choices=("auto", "direct", "proxy"),
+        default="auto",
+        help="reach pods at their IPs (in the cluster, the sandbox) or through the API server's pod proxy",
+    )
+    handoffs.set_defaults(run=cmd_handoffs)
 
     run = commands.add_parser("run", help="run the operator against the cluster in kubeconfig or in-cluster")
     run.add_argument(

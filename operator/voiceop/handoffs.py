@@ -10,11 +10,11 @@ calls, hand-offs, their rate and the hand-offs by reason.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from voiceop.status import Cond
+from voiceop.status import Cond, parse_time
 
 DEFAULT_WINDOW_SECONDS = 300
 # Below this many calls in the window a rate says little (one call, one hand-off: 100%).
@@ -92,12 +92,17 @@ def rate_text(window: HandoffWindow) -> str:
     return f"{window.rate:.3f}".rstrip("0").rstrip(".") or "0"
 
 
+REASONS = ("backendUnavailable", "latencyOverBudget", "callerRequest")
+
+
 def _counts(window: HandoffWindow) -> dict[str, Any]:
+    # Every reason, 0 when none: a status map is merge-patched, and a key left out would stay.
+    counts = dict(window.by_reason)
     return {
         "calls": window.calls,
         "handoffs": window.handoffs,
         "rate": rate_text(window),
-        "byReason": dict(window.by_reason),
+        "byReason": {reason: counts.get(reason, 0) for reason in REASONS},
     }
 
 
@@ -130,3 +135,162 @@ def handoffs_high(total: HandoffWindow, max_rate: float, window_seconds: float) 
     if total.rate > max_rate:
         return Cond("HandoffsHigh", "True", "AboveMaxRate", message)
     return Cond("HandoffsHigh", "False", "WithinMaxRate", message)
+
+
+# --- the report of `voiceop handoffs` ------------------------------------------------------
+
+ReasonKey = tuple[str, str, str, str, str]  # namespace, agent, backend, model, reason
+CallsKey = tuple[str, str, str, str]  # namespace, agent, backend, model
+ALL = "*"
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """Hand-offs of one agent, backend, model and reason (ALL: the agent's total) in this
+    window and the one before, and the calls that backend and model took in each."""
+
+    namespace: str
+    agent: str
+    backend: str
+    model: str
+    reason: str
+    handoffs: int
+    calls: int
+    previous_handoffs: int
+    previous_calls: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.handoffs / self.calls if self.calls else None
+
+    @property
+    def previous_rate(self) -> float | None:
+        return self.previous_handoffs / self.previous_calls if self.previous_calls else None
+
+    @property
+    def change(self) -> float | None:
+        """The rate's change against the previous window, in points (0.05: +5 points)."""
+        if self.rate is None or self.previous_rate is None:
+            return None
+        return self.rate - self.previous_rate
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "agent": self.agent,
+            "backend": self.backend,
+            "model": self.model,
+            "reason": self.reason,
+            "handoffs": self.handoffs,
+            "calls": self.calls,
+            "rate": self.rate,
+            "previousHandoffs": self.previous_handoffs,
+            "previousCalls": self.previous_calls,
+            "previousRate": self.previous_rate,
+            "change": self.change,
+        }
+
+
+@dataclass
+class Tally:
+    """Hand-offs and calls of one window, by their keys."""
+
+    handoffs: dict[ReasonKey, float] = field(default_factory=dict)
+    calls: dict[CallsKey, float] = field(default_factory=dict)
+
+    def add_handoffs(self, key: ReasonKey, count: float) -> None:
+        self.handoffs[key] = self.handoffs.get(key, 0.0) + count
+
+    def add_calls(self, key: CallsKey, count: float) -> None:
+        self.calls[key] = self.calls.get(key, 0.0) + count
+
+
+def report_rows(now: Tally, before: Tally) -> list[ReportRow]:
+    """Rows per agent, backend, model and reason; per agent, backend and model (reason ALL:
+    the backend's rate, where a failover shows); per agent (backend ALL). Windows: now, before."""
+    rows = []
+    windows = (now, before)
+    backends: list[CallsKey] = sorted({k[:4] for w in windows for k in (*w.calls, *w.handoffs)})  # type: ignore[misc]
+    for ns, agent, backend, model in backends:
+        reasons = sorted({k for w in windows for k in w.handoffs if k[:4] == (ns, agent, backend, model)})
+        for key in [*reasons, (ns, agent, backend, model, ALL)]:
+            rows.append(_row(key, now, before))
+    for namespace, agent in sorted({k[:2] for k in backends}):
+        rows.append(_row((namespace, agent, ALL, ALL, ALL), now, before))
+    return rows
+
+
+def _row(key: ReasonKey, now: Tally, before: Tally) -> ReportRow:
+    """One row: ALL in a key's place sums over it."""
+
+    def matches(candidate: tuple[str, ...]) -> bool:
+        return all(want in (ALL, have) for want, have in zip(key, candidate, strict=False))
+
+    def total(values: Mapping[Any, float]) -> int:
+        return round(sum(v for k, v in values.items() if matches(k)))
+
+    return ReportRow(
+        *key,
+        handoffs=total(now.handoffs),
+        calls=total(now.calls),
+        previous_handoffs=total(before.handoffs),
+        previous_calls=total(before.calls),
+    )
+
+
+def tally_pods(payloads: Sequence[Mapping[str, Any]], start: float, end: float) -> Tally:
+    """What media pods served at /handoffs, counted over [start, end)."""
+    tally = Tally()
+    for payload in payloads:
+        namespace, agent = str(payload.get("namespace", "")), str(payload.get("agent", ""))
+        for record in payload.get("records") or []:
+            if start <= parse_time(record["time"]) < end:
+                key = (namespace, agent, record["backend"], record["model"], record["reason"])
+                tally.add_handoffs(key, 1)
+        for minute in payload.get("calls") or []:
+            if start <= float(minute["minute"]) < end:
+                tally.add_calls(
+                    (namespace, agent, minute["backend"], minute["model"]), float(minute["calls"])
+                )
+    return tally
+
+
+def format_report(rows: Sequence[ReportRow], window: str) -> str:
+    """The report as a table: per agent, backend, model and reason, then the agent's total."""
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    def points(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:+.1f} pts"
+
+    header = (
+        "agent",
+        "backend",
+        "model",
+        "reason",
+        "hand-offs",
+        "calls",
+        "rate",
+        f"previous {window}",
+        "change",
+    )
+    lines = [header]
+    for row in rows:
+        lines.append(
+            (
+                f"{row.namespace}/{row.agent}",
+                row.backend,
+                row.model,
+                "(all)" if row.reason == ALL else row.reason,
+                str(row.handoffs),
+                str(row.calls),
+                percent(row.rate),
+                f"{row.previous_handoffs}/{row.previous_calls} {percent(row.previous_rate)}",
+                points(row.change),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )

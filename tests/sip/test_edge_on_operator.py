@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import condition, loopback_cluster, running_operator, wait_for
+from harness import loopback_cluster, running_operator, wait_for, wait_ready
 from siplib import CallPath, call_world, require_sip_tools, scale_out_and_in_under_load
 from voiceop.sandbox.pods import PodSimulator
 from voiceop.sandbox.sip import SyncedEdge
@@ -33,22 +33,9 @@ def call_path(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CallPa
         kubeconfig = cluster.server.write_kubeconfig(tmp_path / "kubeconfig")
         with running_operator(cluster):
             cluster.apply_all(call_world(NS, **options.get("world", {})))
-            wait_for(
-                lambda: condition(cluster.get("VoiceAgent", NS, "hotline"), "Ready").get("status") == "True",
-                timeout=40,
-                what="agent Ready",
-            )
+            wait_ready(cluster, NS, "hotline")
             with SyncedEdge(kubeconfig, tmp_path / "edge", namespaces=(NS,)) as edge:
-                path = CallPath(
-                    NS,
-                    lambda: list(cluster.children("Pod", NS, "v1", "hotline").values()),
-                    pods.address,
-                    edge,
-                    # Calls held by a killed process (an idle pod slow to exit is no cut call).
-                    cut_calls=lambda: pods.dropped_calls,
-                    patch_region=lambda name, patch: cluster.patch("Region", None, name, patch),
-                    agent_status=lambda: (cluster.get("VoiceAgent", NS, "hotline") or {}).get("status"),
-                )
+                path = CallPath.on_loopback(cluster, pods, edge, NS)
                 wait_for(
                     lambda: path.ready_pods("eu-west") and path.ready_pods("us-east"), timeout=30, what="pods"
                 )

@@ -288,7 +288,8 @@ class Scaler:
         else:
             operator_metrics.SIGNAL_READS.labels(source="direct").inc()
         addresses = {p["metadata"]["name"]: (p.get("status") or {}).get("podIP") for p in pods}
-        return await self.direct.read({n: ip for n, ip in addresses.items() if ip})
+        group = (agent.namespace, agent.name, region)
+        return await self.direct.read({n: ip for n, ip in addresses.items() if ip}, group)
 
     async def observe(self, agent: VoiceAgent, region: str, pods: Sequence[Raw]) -> RegionSignals:
         """The signals of a region another autoscaler scales: for its status (hand-offs)."""

@@ -97,6 +97,8 @@ def parse_pod_metrics(text: str) -> PodSample:
     taken: float | None = None
     handoffs: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
+        if family.name == "voice_calls":  # declared: it counts, even before its first call
+            taken = taken or 0.0
         for sample in family.samples:
             if sample.name == "voice_active_calls":
                 calls = int(sample.value)
@@ -140,10 +142,13 @@ class DirectScraper:
     # region and namespace, so a pod's history is forgotten by age, not by who was read last.
     history: dict[tuple[str, str], deque[tuple[float, PodSample]]] = field(default_factory=dict)
     counters: CounterWindow | None = None  # calls and hand-offs per pod, over the hand-off window
+    # group (an agent's region) -> every pod seen in it: a pod removed by a scale-in still
+    # handed its calls off, and counts until its last snapshot leaves the window.
+    members: dict[Any, set[str]] = field(default_factory=dict)
     _session: aiohttp.ClientSession | None = None
 
-    async def read(self, pods: Mapping[str, str]) -> Reading:
-        """`pods`: name -> IP."""
+    async def read(self, pods: Mapping[str, str], group: Any = None) -> Reading:
+        """`pods`: name -> IP; `group`: whose pods they are, for the hand-off window."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         now = self.clock()
@@ -184,7 +189,10 @@ class DirectScraper:
         ]:
             del self.history[pod]  # a pod not seen for a minute is gone
         self.counters.forget_older_than(now - self.handoff_window_seconds)
-        handoffs = self.counters.window([f"{name}@{pods[name]}" for name in names]) if counted else None
+        members = self.members.setdefault(group, set())
+        members.update(f"{name}@{pods[name]}" for name in names)
+        members.intersection_update(self.counters.snapshots)
+        handoffs = self.counters.window(sorted(members)) if counted else None
         p95 = histogram_quantile(0.95, window)
         return Reading(calls, None if p95 is None else p95 * 1000, arrivals, handoffs)
 

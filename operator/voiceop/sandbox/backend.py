@@ -17,7 +17,9 @@ MODES = ("healthy", "slow", "down")
 
 
 class BackendStandIn:
-    def __init__(self) -> None:
+    def __init__(self, session_latency_s: float = 0.0) -> None:
+        """`session_latency_s`: a healthy backend's time to first audio (the demo gives one)."""
+        self.session_latency_s = session_latency_s
         self.mode = "healthy"  # for every backend, unless `modes` names it
         self.modes: dict[str, str] = {}
         self.delay_s = 0.0
@@ -33,6 +35,8 @@ class BackendStandIn:
             mode = self.modes.get(request.match_info["name"], self.mode)
             if mode == "slow":
                 await asyncio.sleep(self.delay_s)
+            elif request.match_info["what"] == "session" and self.session_latency_s:
+                await asyncio.sleep(self.session_latency_s)
             if mode == "down":
                 return web.Response(status=503, text="down")
             return web.Response(text="ok")

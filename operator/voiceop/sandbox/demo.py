@@ -4,8 +4,11 @@ A loopback API server (or, with `--control-plane kubernetes`, the real control p
 source and the sandbox kubelet), the real operator (kopf, watches, server-side apply) against
 it, the bundled examples applied, media-sim processes standing in for media pods on 127.x
 addresses, and a caller load that rises and falls. It prints what the operator made and every scaling decision,
-then a summary. Health checks in the examples point at public hosts; the demo drops them so
-that nothing leaves the machine.
+then a summary. The examples' AI backends point at public hosts; the demo points them (endpoints
+and health checks) at a stand-in on 127.0.0.1, so that nothing leaves the machine, and takes
+billing's first backend down for a while: the operator fails over, and the calls that arrive
+before the pods have the new runtime config are handed to the human queue (a sipp UAS with
+`--sip`), counted by reason in the summary.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from voiceop.controller.runtime import OperatorRuntime
 from voiceop.handlers.entry import run_operator
 from voiceop.inputs.yamlio import read_manifests
+from voiceop.sandbox.backend import BackendStandIn
 from voiceop.sandbox.demo_world import DemoWorld, kubernetes_world, loopback_world
 
 NS = "contact-center"
@@ -66,8 +71,12 @@ def call_lengths(seed: int) -> Callable[[], float]:
     return lambda: min(90.0, rng.lognormvariate(math.log(15.0), 0.7))
 
 
-def examples(path: Path, scale_down_delay: float) -> list[dict[str, Any]]:
-    """The examples as the demo applies them: no health checks that leave the machine, and
+OUTAGE_BACKEND = "openai-realtime"  # billing's first backend (examples/agents.yaml)
+DEMO_TTFA_S = 0.35  # a healthy backend's time to first audio in the demo
+
+
+def examples(path: Path, scale_down_delay: float, backends: BackendStandIn) -> list[dict[str, Any]]:
+    """The examples as the demo applies them: AI backends at the loopback stand-in, and
     builtin agents scale in after `scale_down_delay` seconds, so that the demo shows it."""
     documents, errors = read_manifests([str(path)])
     if errors:
@@ -76,7 +85,13 @@ def examples(path: Path, scale_down_delay: float) -> list[dict[str, Any]]:
     for document in sorted(documents, key=lambda d: d.obj["kind"] != "Namespace"):
         obj = document.obj
         if obj["kind"] == "AIBackend":
-            obj["spec"].pop("healthCheck", None)
+            name = obj["metadata"]["name"]
+            obj["spec"].pop("regionalEndpoints", None)
+            obj["spec"].update(
+                protocol="http",
+                endpoint=backends.session_url(name),
+                healthCheck={"url": backends.url(name), "intervalSeconds": 1, "timeoutMs": 500},
+            )
         scaling = obj["spec"].get("scaling") if obj["kind"] == "VoiceAgent" else None
         if scaling and scaling.get("mode", "builtin") == "builtin":
             scaling["scaleDownDelaySeconds"] = int(scale_down_delay)
@@ -153,6 +168,68 @@ def say_pods_and_agents(world: DemoWorld, printer: DecisionPrinter, most_pods: i
         )
 
 
+@dataclass
+class Outage:
+    """billing's first backend stops answering for a while, once the load has built up; what
+    the operator makes of it (billing's active backend) is said as it changes."""
+
+    world: DemoWorld
+    backends: BackendStandIn
+    started: float
+    at: float
+    lasts: float
+    _timer: threading.Thread | None = None
+
+    def say(self, text: str) -> None:
+        say(f"[{time.monotonic() - self.started:5.1f}s] {text}")
+
+    def active_backend(self) -> str | None:
+        agents = self.world.list(API, "VoiceAgent", NS)
+        billing = next((a for a in agents if a["metadata"]["name"] == "billing"), {})
+        return (billing.get("status") or {}).get("activeBackend")
+
+    def follow(self, seconds: float, active: str | None) -> str | None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            now = self.active_backend()
+            if now != active:
+                self.say(
+                    f"operator: billing's active backend {active} -> {now} (its runtime ConfigMap; no pod rolls)"
+                )
+                active = now
+            time.sleep(0.5)
+        return active
+
+    def start(self) -> Outage:
+        def run() -> None:
+            time.sleep(self.at)
+            active = self.active_backend()
+            self.say(
+                f"outage: AIBackend {OUTAGE_BACKEND} stops answering; calls that reach it go to the humans"
+            )
+            self.backends.set(OUTAGE_BACKEND, "down")
+            active = self.follow(self.lasts, active)
+            self.backends.set(OUTAGE_BACKEND, "healthy")
+            self.say(f"AIBackend {OUTAGE_BACKEND} answers again")
+            self.follow(8.0, active)
+
+        self._timer = threading.Thread(target=run, name="demo-outage", daemon=True)
+        self._timer.start()
+        return self
+
+
+def say_handoffs(world: DemoWorld, humans_received: int | None) -> None:
+    """Hand-offs as billing's status counts them, and as the humans saw them."""
+    billing = next((a for a in world.list(API, "VoiceAgent", NS) if a["metadata"]["name"] == "billing"), {})
+    handoffs = (billing.get("status") or {}).get("handoffs") or {}
+    reasons = ", ".join(f"{reason} {count}" for reason, count in (handoffs.get("byReason") or {}).items())
+    received = "" if humans_received is None else f"; the human queue answered {humans_received}"
+    say(
+        f"  hand-offs to humans (billing, last {handoffs.get('windowSeconds', 0)} s): "
+        f"{handoffs.get('handoffs', 0)} of {handoffs.get('calls', 0)} calls, by reason: {reasons or 'none'}{received}"
+    )
+
+
 def run_demo(
     duration: float = 60.0,
     peak_calls_per_second: float = 2.5,
@@ -170,8 +247,11 @@ def run_demo(
     logging.getLogger("kopf").setLevel(logging.ERROR)
     logging.getLogger("aiohttp").setLevel(logging.ERROR)
 
-    with kubernetes_world() if control_plane == "kubernetes" else loopback_world() as world:
-        say(f"voiceop demo: {world.where}")
+    with (
+        BackendStandIn(session_latency_s=DEMO_TTFA_S) as backends,
+        kubernetes_world() if control_plane == "kubernetes" else loopback_world() as world,
+    ):
+        say(f"voiceop demo: {world.where}; AI backends at a stand-in on 127.0.0.1:{backends.port}")
         say(f"  while it runs: KUBECONFIG={world.kubeconfig} kubectl get voiceagents,pods -n {NS}")
         runtime = OperatorRuntime(connection=world.connection)
         stop, ready = threading.Event(), threading.Event()
@@ -185,141 +265,158 @@ def run_demo(
             if not ready.wait(20):
                 say("error: the operator did not start within 20 s")
                 return 1
-            return _demo_with_operator(
-                world, printer, started, duration, peak_calls_per_second, scale_down_delay, examples_dir, sip
-            )
+            demo = Demo(world, printer, started, backends, duration, peak_calls_per_second, scale_down_delay)
+            return demo.run(examples_dir, sip)
         finally:
             stop.set()
             operator.join(15)
 
 
-def _demo_with_operator(
-    world: DemoWorld,
-    printer: DecisionPrinter,
-    started: float,
-    duration: float,
-    peak_calls_per_second: float,
-    scale_down_delay: float,
-    examples_dir: Path,
-    sip: bool,
-) -> int:
-    objects = examples(examples_dir, scale_down_delay)
-    for obj in objects:
-        world.apply(obj)
-    say(
-        f"applied {len(objects)} objects from {examples_dir}: "
-        + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
-    )
-    say(f"  (billing's scaleDownDelaySeconds shortened to {scale_down_delay:.0f} s, so that scale-in shows)")
+@dataclass
+class Demo:
+    world: DemoWorld
+    printer: DecisionPrinter
+    started: float
+    backends: BackendStandIn
+    duration: float
+    peak: float
+    scale_down_delay: float
 
-    def ready_agents() -> int:
+    def at(self) -> str:
+        return f"[{time.monotonic() - self.started:5.1f}s]"
+
+    def outage(self) -> Outage:
+        """A third of the way into the load, for a sixth of it (at least 8 s)."""
+        return Outage(
+            self.world, self.backends, self.started, self.duration / 3, max(8.0, self.duration / 6)
+        ).start()
+
+    def ready_agents(self) -> int:
         return sum(
             1
-            for item in world.list(API, "VoiceAgent", NS)
+            for item in self.world.list(API, "VoiceAgent", NS)
             if any(
                 c["type"] == "Ready" and c["status"] == "True"
                 for c in (item.get("status") or {}).get("conditions") or []
             )
         )
 
-    deadline = time.monotonic() + 90
-    while ready_agents() < 2 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if ready_agents() < 2:
-        say(f"error: {ready_agents()} of 2 VoiceAgents Ready after 90 s")
-        return 1
-    say(f"[{time.monotonic() - started:5.1f}s] both VoiceAgents Ready; the operator made:")
-    for line in summary_of(world):
-        say(line)
+    def run(self, examples_dir: Path, sip: bool) -> int:
+        world = self.world
+        objects = examples(examples_dir, self.scale_down_delay, self.backends)
+        for obj in objects:
+            world.apply(obj)
+        say(
+            f"applied {len(objects)} objects from {examples_dir}: "
+            + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+        )
+        say(
+            f"  (billing's scaleDownDelaySeconds shortened to {self.scale_down_delay:.0f} s, so that scale-in shows)"
+        )
+        deadline = time.monotonic() + 90
+        while self.ready_agents() < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if self.ready_agents() < 2:
+            say(f"error: {self.ready_agents()} of 2 VoiceAgents Ready after 90 s")
+            return 1
+        say(f"{self.at()} both VoiceAgents Ready; the operator made:")
+        for line in summary_of(world):
+            say(line)
+        if sip:
+            from voiceop.sandbox.sip import sip_tools_available
 
-    edge = None
-    if sip:
-        from voiceop.sandbox.sip import SyncedEdge, sip_tools_available
-
-        missing = sip_tools_available()
-        if missing:
+            missing = sip_tools_available()
+            if not missing:
+                return self.run_sip()
             say(f"  --sip: {missing}; the callers use media-sim's HTTP call endpoint instead")
-        else:
+        return self.run_http()
+
+    def announce_load(self, via: str = "") -> None:
+        say(
+            f"{self.at()} callers ring billing for {self.duration:.0f}s (peak {self.peak} calls/s in eu-west, "
+            f"half that in us-east){via}"
+        )
+
+    def run_http(self) -> int:
+        world = self.world
+        self.announce_load()
+        loads = [
+            world.call_load(
+                NS,
+                f"voiceop.dev/agent=billing,voiceop.dev/region={region}",
+                rate=load_shape(self.duration, peak),
+                duration=call_lengths(seed),
+                peak=peak,
+                seed=seed,
+            ).start()
+            for region, peak, seed in (("eu-west", self.peak, 1), ("us-east", self.peak / 2, 2))
+        ]
+        self.outage()
+        most_pods = 0
+        end = time.monotonic() + self.duration
+        while time.monotonic() < end:
+            time.sleep(1)
+            most_pods = max(most_pods, world.running_pods())
+        for load in loads:
+            load.stop()
+        say(f"{self.at()} callers stop; the last calls end, then pods drain and go")
+        drain_deadline = time.monotonic() + self.scale_down_delay + 120
+        while time.monotonic() < drain_deadline:
+            replicas, floor = media_replicas(world, "billing")
+            if replicas <= floor and not any(load.live_calls() for load in loads):
+                break
+            time.sleep(1)
+        replicas, floor = media_replicas(world, "billing")
+        back_at_minimum = replicas <= floor
+        if not back_at_minimum:
+            say(f"error: billing still has {replicas} media pods, above its minimum {floor}")
+        time.sleep(2)  # the pods the scaler removed last are gone
+
+        placed = sum(load.placed for load in loads)
+        rejected = sum(load.rejected for load in loads)
+        say("summary:")
+        say(
+            f"  calls placed {placed}, refused {rejected} ({100 * rejected / max(1, placed + rejected):.1f}%), "
+            f"cut {world.cut_calls()}, handed to humans {sum(load.handed_off for load in loads)}"
+        )
+        say_handoffs(world, None)
+        say_pods_and_agents(world, self.printer, most_pods)
+        return 0 if world.cut_calls() == 0 and placed > 0 and back_at_minimum else 1
+
+    def run_sip(self) -> int:
+        from voiceop.sandbox.sip import HumanQueue, SyncedEdge
+
+        world = self.world
+        with HumanQueue() as humans:
             edge = SyncedEdge(
                 world.kubeconfig,
                 world.kubeconfig.parent / "edge",
                 namespaces=(NS,),
                 endpoints_from=world.endpoints_from,
+                handoff_gateway=f"sip:{humans.address}:{humans.port}",  # billing hands off to a number
             ).start()
-            say(
-                f"[{time.monotonic() - started:5.1f}s] SIP edge: Kamailio on udp:{edge.address}:{edge.port}, fed by `voiceop edge sync`"
-            )
-            time.sleep(2)  # the edge's first sync of the pods' readiness
-    say(
-        f"[{time.monotonic() - started:5.1f}s] callers ring billing for {duration:.0f}s (peak {peak_calls_per_second} calls/s in eu-west, half that in us-east)"
-        + (f", placed by sipp through Kamailio to {BILLING_NUMBER}" if edge else "")
-    )
-    if edge is not None:
-        return _sip_demo(world, edge, printer, started, duration, peak_calls_per_second, scale_down_delay)
-    loads = [
-        world.call_load(
-            NS,
-            f"voiceop.dev/agent=billing,voiceop.dev/region={region}",
-            rate=load_shape(duration, peak),
-            duration=call_lengths(seed),
-            peak=peak,
-            seed=seed,
-        ).start()
-        for region, peak, seed in (
-            ("eu-west", peak_calls_per_second, 1),
-            ("us-east", peak_calls_per_second / 2, 2),
-        )
-    ]
-    most_pods = 0
-    end = time.monotonic() + duration
-    while time.monotonic() < end:
-        time.sleep(1)
-        most_pods = max(most_pods, world.running_pods())
-    for load in loads:
-        load.stop()
-    say(f"[{time.monotonic() - started:5.1f}s] callers stop; the last calls end, then pods drain and go")
-    drain_deadline = time.monotonic() + scale_down_delay + 120
-    while time.monotonic() < drain_deadline:
-        replicas, floor = media_replicas(world, "billing")
-        if replicas <= floor and not any(load.live_calls() for load in loads):
-            break
-        time.sleep(1)
-    replicas, floor = media_replicas(world, "billing")
-    back_at_minimum = replicas <= floor
-    if not back_at_minimum:
-        say(f"error: billing still has {replicas} media pods, above its minimum {floor}")
-    time.sleep(2)  # the pods the scaler removed last are gone
+            try:
+                say(
+                    f"{self.at()} SIP edge: Kamailio on udp:{edge.address}:{edge.port}, fed by `voiceop edge sync`;"
+                    f" the human queue (sipp) on {humans.address}:{humans.port}"
+                )
+                time.sleep(2)  # the edge's first sync of the pods' readiness
+                self.announce_load(f", placed by sipp through Kamailio to {BILLING_NUMBER}")
+                return self._sip_calls(edge, humans)
+            finally:
+                edge.stop()
 
-    placed = sum(load.placed for load in loads)
-    rejected = sum(load.rejected for load in loads)
-    say("summary:")
-    say(
-        f"  calls placed {placed}, refused {rejected} ({100 * rejected / max(1, placed + rejected):.1f}%), cut {world.cut_calls()}"
-    )
-    say_pods_and_agents(world, printer, most_pods)
-    return 0 if world.cut_calls() == 0 and placed > 0 and back_at_minimum else 1
-
-
-def _sip_demo(
-    world: DemoWorld,
-    edge: Any,
-    printer: DecisionPrinter,
-    started: float,
-    duration: float,
-    peak: float,
-    scale_down_delay: float,
-) -> int:
-    try:
-        runs = sip_callers(edge, duration, peak)
+    def _sip_calls(self, edge: Any, humans: Any) -> int:
+        world = self.world
+        runs = sip_callers(edge, self.duration, self.peak)
+        self.outage()
         most_pods = 0
         while any(r.process is not None and r.process.poll() is None for r in runs):
             time.sleep(1)
             most_pods = max(most_pods, world.running_pods())
         results = [r.wait() for r in runs]
-        say(
-            f"[{time.monotonic() - started:5.1f}s] callers stop; the last calls have ended, pods drain and go"
-        )
-        deadline = time.monotonic() + scale_down_delay + 120
+        say(f"{self.at()} callers stop; the last calls have ended, pods drain and go")
+        deadline = time.monotonic() + self.scale_down_delay + 120
         while (
             time.monotonic() < deadline
             and media_replicas(world, "billing")[0] > media_replicas(world, "billing")[1]
@@ -337,10 +434,9 @@ def _sip_demo(
             say(
                 f"  callers for {region}: {result.successful} calls, INVITE->200 {result.response_ms:.1f} ms mean"
             )
-        say_pods_and_agents(world, printer, most_pods)
+        say_handoffs(world, len(humans.received()))
+        say_pods_and_agents(world, self.printer, most_pods)
         return 0 if failed == 0 and world.cut_calls() == 0 and placed > 0 and replicas <= floor else 1
-    finally:
-        edge.stop()
 
 
 def main(

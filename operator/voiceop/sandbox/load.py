@@ -39,6 +39,7 @@ class CallLoad:
     ready_pods: Callable[[], list[str]] | None = None
     placed: int = 0
     rejected: int = 0
+    handed_off: int = 0  # placed calls a pod handed to a human before answering
     _live: dict[str, list[float]] = field(default_factory=dict)  # pod -> end times of its calls
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -88,9 +89,12 @@ class CallLoad:
                 f"http://{ip}:{METRICS_PORT}/calls?duration={duration:.1f}", data=b"", method="POST"
             )
             try:
-                with urllib.request.urlopen(request, timeout=1):
+                with urllib.request.urlopen(request, timeout=3) as answer:
                     self.placed += 1
-                    self._live.setdefault(name, []).append(now + duration)
+                    if b'"handoff"' in answer.read():
+                        self.handed_off += 1  # the pod's backend was down: a human took it
+                    else:
+                        self._live.setdefault(name, []).append(now + duration)
                     return
             except (urllib.error.URLError, OSError):
                 continue  # full or draining: the edge tries the next pod

@@ -30,6 +30,7 @@ import aiohttp
 
 SIMULATED_TTFA_S = 0.45
 SESSION_TIMEOUT_S = 2.0  # a backend that takes longer to answer is unavailable
+FRESH_S = 2.0  # how long what the last exchange said about a backend stands for new calls
 RECORDS_KEPT = 10_000
 TALLY_MINUTES = 48 * 60  # per-minute call counts kept for collection
 
@@ -60,6 +61,7 @@ NO_FALLBACK = Fallback(None, frozenset())
 class RuntimeConfig:
     active: Backend | None
     fallback: Fallback
+    backends: tuple[tuple[str, str], ...] = ()  # (name, model) of every backend, in failover order
 
     @staticmethod
     def parse(text: str, region: str) -> RuntimeConfig:
@@ -79,7 +81,8 @@ class RuntimeConfig:
             str(raw.get("handoffDigit", "0")),
             int(raw.get("overBudgetTurns", 2)),
         )
-        return RuntimeConfig(active, fallback)
+        listed = tuple((b["name"], b.get("model", "")) for b in config.get("backends") or [])
+        return RuntimeConfig(active, fallback, listed)
 
 
 NO_CONFIG = RuntimeConfig(None, NO_FALLBACK)
@@ -137,6 +140,7 @@ class AiLayer:
         # (minute, backend, model) -> calls handled: what a report divides hand-offs by.
         self.tally: collections.OrderedDict[tuple[int, str, str], int] = collections.OrderedDict()
         self._session: aiohttp.ClientSession | None = None
+        self._last: tuple[Backend | None, float, bool] | None = None  # (backend, when, answered)
         self.reload()
 
     # --- runtime config ---------------------------------------------------------------------
@@ -155,12 +159,25 @@ class AiLayer:
         except (OSError, ValueError, KeyError, TypeError):
             return False  # absent or half-written: keep what was read last
 
+    def backend_series(self) -> tuple[tuple[str, str], ...]:
+        """(backend, model) of every backend a call may use: the config's, else the stand-in's."""
+        return self.config.backends or (self.backend_labels,)
+
     @property
     def backend_labels(self) -> tuple[str, str]:
         active = self.config.active
         return (active.name, active.model) if active else ("none", "none")
 
     # --- sessions ---------------------------------------------------------------------------
+
+    async def available(self) -> bool:
+        """Whether the active backend answers, as a runtime's connection pool knows it: the last
+        exchange (every call's turns keep it fresh) if recent, else one exchange now."""
+        active = self.config.active
+        last = self._last
+        if last is not None and last[0] == active and time.monotonic() - last[1] < FRESH_S:
+            return last[2]
+        return await self.time_to_first_audio() is not None
 
     async def time_to_first_audio(self) -> float | None:
         """One exchange with the active backend: seconds to its first audio, None when it fails."""
@@ -170,14 +187,16 @@ class AiLayer:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SESSION_TIMEOUT_S))
         started = time.monotonic()
+        answered: float | None = None
         try:
             async with self._session.get(active.endpoint) as response:
                 await response.read()
-                if response.status >= 400:
-                    return None
+                if response.status < 400:
+                    answered = time.monotonic() - started
         except (TimeoutError, aiohttp.ClientError, OSError):
-            return None
-        return time.monotonic() - started
+            pass
+        self._last = (active, time.monotonic(), answered is not None)
+        return answered
 
     def over_budget(self, ttfa_s: float) -> bool:
         active = self.config.active

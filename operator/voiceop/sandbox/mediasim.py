@@ -125,7 +125,7 @@ class MediaPod:
         refusal = self.refusal()
         if refusal is not None:
             return Admission(refusal=refusal)
-        if await self.ai.time_to_first_audio() is not None:
+        if await self.ai.available():
             return Admission()
         if not self.ai.config.fallback.on("backendUnavailable"):
             return Admission(refusal=(503, "Backend Unavailable"))
@@ -174,6 +174,15 @@ class MediaPod:
         """The media pod's own share of a turn's latency: it grows as the pod fills up."""
         utilization = len(self.calls) / self.slots
         return 0.6 * utilization**4 + self.rng.uniform(-0.05, 0.05)
+
+    def declare_series(self) -> None:
+        """Every backend's and trigger's series at 0, so that a first call or hand-off is an
+        increase Prometheus sees (a series that appears at 1 has grown by nothing it can tell)."""
+        config = self.ai.config
+        for backend, model in self.ai.backend_series():
+            self.total.labels(backend, model)
+            for reason in config.fallback.when if config.fallback.target else ():
+                self.handoffs.labels(reason, backend, model)
 
     def _count_call(self) -> None:
         self.total.labels(*self.ai.backend_labels).inc()
@@ -318,10 +327,12 @@ def parse_downward_annotations(text: str) -> dict[str, str]:
 
 async def follow_files(pod: MediaPod, annotations: Path | None, every: float = 1.0) -> None:
     """Follow the downward-API annotations and the mounted runtime config, as a runtime would."""
+    pod.declare_series()
     while True:
         if annotations is not None:
             pod.read_annotations(annotations)
-        pod.ai.reload()
+        if pod.ai.reload():
+            pod.declare_series()
         await asyncio.sleep(every)
 
 

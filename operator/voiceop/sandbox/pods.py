@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class RunningPod:
     annotations_file: Path
     kill_at: float | None = None
     last_calls: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def http_get(url: str, timeout: float = 0.5) -> tuple[int, str]:
@@ -105,6 +106,16 @@ _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 def _newest_first(timestamp: str) -> str:
     """RFC 3339 timestamps sort as text; this key sorts the newest first."""
     return "".join(chr(0x10FFFF - ord(c)) for c in timestamp)
+
+
+def target_labels(namespace: str, pod: str, labels: dict[str, str]) -> dict[str, str]:
+    """A media pod's labels in Prometheus, as the chart's PodMonitor relabels them."""
+    return {
+        "namespace": namespace,
+        "pod": pod,
+        "agent": labels.get("voiceop.dev/agent", ""),
+        "region": labels.get("voiceop.dev/region", ""),
+    }
 
 
 def runtime_configmap_of(pod_spec: dict[str, Any]) -> str | None:
@@ -246,7 +257,10 @@ class PodSimulator:
         """Prometheus file_sd targets of every running pod."""
         with self._lock:
             return [
-                {"targets": [f"{p.ip}:{METRICS_PORT}"], "labels": {"namespace": p.namespace, "pod": p.name}}
+                {
+                    "targets": [f"{p.ip}:{METRICS_PORT}"],
+                    "labels": target_labels(p.namespace, p.name, p.labels),
+                }
                 for p in self.running.values()
                 if p.kill_at is None
             ]
@@ -329,7 +343,13 @@ class PodSimulator:
         self._write_status(meta["namespace"], name, status)
         with self._lock:
             self.running[(meta["namespace"], name)] = RunningPod(
-                name, meta["namespace"], ip, process, time.monotonic(), annotations_file
+                name,
+                meta["namespace"],
+                ip,
+                process,
+                time.monotonic(),
+                annotations_file,
+                labels=dict(template["metadata"].get("labels") or {}),
             )
 
     def _runtime_config(self, namespace: str, pod_spec: dict[str, Any]) -> str | None:

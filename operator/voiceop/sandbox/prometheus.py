@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,6 +76,17 @@ class PrometheusServer:
             except OSError:
                 time.sleep(0.2)
         raise TimeoutError("Prometheus did not become ready")
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query's result vector."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return list(json.loads(response.read())["data"]["result"])
+
+    def scraping(self, pods: int) -> bool:
+        """Whether at least `pods` targets have been scraped (discovery takes a few seconds: a
+        counter first seen already grown shows Prometheus no increase)."""
+        return len(self.query("up == 1")) >= pods
 
     def _refresh(self) -> None:
         while not self._stop.is_set():

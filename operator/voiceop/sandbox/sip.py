@@ -406,8 +406,10 @@ class SyncedEdge:
         port: int = 5060,
         namespaces: tuple[str, ...] = (),
         endpoints_from: str = "pods",
+        handoff_gateway: str | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
+        self.handoff_gateway = handoff_gateway
         self.config_dir = config_dir
         self.namespaces = namespaces
         self.endpoints_from = endpoints_from
@@ -430,6 +432,7 @@ class SyncedEdge:
         command = [sys.executable, "-m", "voiceop", "edge", "sync", "--config-dir", str(self.config_dir)]
         command += ["--endpoints-from", self.endpoints_from, "--kamcmd", find_program("kamcmd", "/usr/sbin")]
         command += [f"--listen={listen}" for listen in self.kamailio.settings.listens]
+        command += [f"--handoff-gateway={self.handoff_gateway}"] if self.handoff_gateway else []
         for namespace in self.namespaces:
             command += ["-n", namespace]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}

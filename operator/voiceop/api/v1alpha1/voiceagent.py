@@ -273,6 +273,7 @@ class Fallback(ApiModel):
     )
     handoff_digit: str = Field(
         default="0",
+        max_length=1,
         pattern=r"^[0-9*#]$",
         description="The DTMF digit (SIP INFO, application/dtmf-relay) with which a caller asks for a human.",
     )
@@ -388,7 +389,7 @@ class HandoffCounts(ApiModel):
         default="0", max_length=16, description='handoffs / calls, as a decimal string (e.g. "0.125").'
     )
     by_reason: dict[FallbackTrigger, int] = Field(
-        default_factory=dict, description="Hand-offs in the window by reason."
+        default_factory=dict, max_length=3, description="Hand-offs in the window by reason."
     )
 
 

@@ -39,6 +39,7 @@ from voiceop.sandbox.pods import (
     http_get,
     media_process,
     runtime_configmap_of,
+    target_labels,
     write_downward_annotations,
     write_volume_file,
 )
@@ -62,6 +63,7 @@ class Process:
     last_status: Any = None
     calls: int = 0
     runtime_configmap: str | None = None  # the agent's runtime ConfigMap the pod mounts
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -168,7 +170,10 @@ class SandboxKubelet:
         """Prometheus file_sd targets of every running pod."""
         with self._lock:
             return [
-                {"targets": [f"{p.ip}:{METRICS_PORT}"], "labels": {"namespace": p.namespace, "pod": p.name}}
+                {
+                    "targets": [f"{p.ip}:{METRICS_PORT}"],
+                    "labels": target_labels(p.namespace, p.name, p.labels),
+                }
                 for p in self.running.values()
                 if not p.terminating
             ]
@@ -277,6 +282,7 @@ class SandboxKubelet:
             self._config_files[meta["uid"]] = LaggedFile(podinfo / "runtime.json", config)
         proc = Process(meta["namespace"], meta["name"], meta["uid"], ip, process, annotations_file)
         proc.runtime_configmap = configmap
+        proc.labels = dict(meta.get("labels") or {})
         with self._lock:
             self.running[meta["uid"]] = proc
         return proc

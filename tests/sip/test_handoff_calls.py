@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES
-from siplib import MediaPods, endpoints_of, routes_of
+from siplib import MediaPods, endpoints_of, routes_of, set_backend
 from voiceop.inputs.loading import load_inventory
 from voiceop.render import render_all
 from voiceop.sandbox.backend import BackendStandIn
@@ -97,7 +97,7 @@ def test_a_backend_that_does_not_answer_sends_new_calls_to_the_humans(
     routes, config = handoff_world(tmp_path, stand_in, {"sipUri": humans.uri}, ["backendUnavailable"])
     start_pods(media_pods, config)
     edge = edge_at(routes, endpoints_of(media_pods, SERVICES))
-    stand_in.set(BACKEND, "down")
+    set_backend(stand_in, BACKEND, "down")
     result = call(edge, calls=6, hold_ms=300)
     assert (result.successful, result.failed) == (6, 0), result.errors or result.output
     received = humans.received()
@@ -114,7 +114,7 @@ def test_a_backend_that_does_not_answer_sends_new_calls_to_the_humans(
     assert total == 6
     assert sum(media_pods.metric(p, "voice_active_calls") for p in ADDRESSES) == 0, "no slot taken"
 
-    stand_in.set(BACKEND, "healthy")  # back: calls stay with the AI
+    set_backend(stand_in, BACKEND, "healthy")  # back: calls stay with the AI
     result = call(edge, calls=4, hold_ms=300, port=5091)
     assert (result.successful, result.failed) == (4, 0), result.errors
     assert len(humans.received()) == 6
@@ -128,7 +128,7 @@ def test_a_backend_over_its_budget_hands_calls_off_mid_call(
     )
     start_pods(media_pods, config)
     edge = edge_at(routes, endpoints_of(media_pods, SERVICES))
-    stand_in.set(BACKEND, "slow", delay_s=0.5)  # over the 300 ms budget on every turn
+    set_backend(stand_in, BACKEND, "slow", delay_s=0.5)  # over the 300 ms budget on every turn
     result = call(edge, calls=4, hold_ms=12_000)
     assert (result.successful, result.failed) == (4, 0), result.errors or result.output
     handed = records(media_pods)
@@ -173,7 +173,7 @@ def test_a_number_to_hand_off_to_goes_through_the_edges_gateway(
     start_pods(media_pods, config)
     gateway = f"sip:{humans.address}:{humans.port}"
     edge = edge_at(routes, endpoints_of(media_pods, SERVICES), handoff_gateway=gateway)
-    stand_in.set(BACKEND, "down")
+    set_backend(stand_in, BACKEND, "down")
     result = call(edge, calls=2, hold_ms=300)
     assert (result.successful, result.failed) == (2, 0), result.errors or result.output
     assert len(humans.received()) == 2
@@ -190,7 +190,7 @@ def test_the_edge_relays_hand_offs_only_to_the_agents_targets(
     _, config = handoff_world(tmp_path, stand_in, {"sipUri": humans.uri}, ["backendUnavailable"])
     start_pods(media_pods, config)
     edge = edge_at(routes, endpoints_of(media_pods, SERVICES))
-    stand_in.set(BACKEND, "down")
+    set_backend(stand_in, BACKEND, "down")
     result = call(edge, calls=2, hold_ms=300)
     assert result.failed == 2 and result.rejections == {502: 2}, result.errors or result.output
     assert humans.received() == []

@@ -1,0 +1,1 @@
+"""Reports for people: what voiceop and the media pods saw (`voiceop handoffs`)."""
