@@ -33,7 +33,7 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "noCrds": {"crds": {"install": False}},
     "noRbac": {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "existing"}},
     "noMetricsService": {"metrics": {"service": {"enabled": False}}},
-    "edge": {"edge": {"enabled": True}},
+    "edge": {"edge": {"enabled": True, "handoffGateway": "sip:gw.example.com:5060"}},
     "operatorDefaults": {
         "mediaPods": {"networkPolicy": True},
         "prometheus": {"url": "http://prometheus-operated.monitoring:9090"},
@@ -169,6 +169,11 @@ def test_edge_runs_kamailio_and_the_sync_on_one_config_folder() -> None:
     mounts = {c["name"]: c["volumeMounts"][0]["mountPath"] for c in (first, kamailio, sync)}
     assert len(set(mounts.values())) == 1
     assert f"--config-dir={mounts['sync']}" in sync["args"]
+    # The sync's arguments are ones `voiceop edge sync` takes (the hand-off gateway among them).
+    from voiceop.cli import build_parser
+
+    parsed = build_parser().parse_args(sync["args"])
+    assert parsed.handoff_gateway == "sip:gw.example.com:5060"
     service = by_kind(edge, "Service")[0]
     assert {(p["name"], p["protocol"]) for p in service["spec"]["ports"]} == {
         ("sip-udp", "UDP"),

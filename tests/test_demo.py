@@ -1,5 +1,5 @@
 """`voiceop demo`, the README's first command, runs end to end: pods rise with calls, drain
-and go after the scale-down delay, and no call is cut."""
+and go after the scale-down delay, no call is cut, and a backend outage hands calls to humans."""
 
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ def run_demo(*extra: str) -> str:
     assert "pods stop taking calls" in out, "scale-in drains before it removes"
     assert "pods ready/desired: eu-west 2/2, us-east 2/2" in out, "back at the minimum after the delay"
     assert ", cut 0" in out
+    # The outage: the operator fails over, and the calls that reach the down backend go to a human.
+    assert "outage: AIBackend openai-realtime stops answering" in out
+    assert "billing's active backend openai-realtime -> self-hosted-pipeline" in out
+    handed = re.search(
+        r"hand-offs to humans \(billing, last \d+ s\): (\d+) of (\d+) calls, by reason: backendUnavailable (\d+)",
+        out,
+    )
+    assert handed and int(handed.group(1)) >= int(handed.group(3)) >= 1, out
     return out
 
 

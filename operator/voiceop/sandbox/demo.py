@@ -6,9 +6,9 @@ it, the bundled examples applied, media-sim processes standing in for media pods
 addresses, and a caller load that rises and falls. It prints what the operator made and every scaling decision,
 then a summary. The examples' AI backends point at public hosts; the demo points them (endpoints
 and health checks) at a stand-in on 127.0.0.1, so that nothing leaves the machine, and takes
-billing's first backend down for a while: the operator fails over, and the calls that arrive
-before the pods have the new runtime config are handed to the human queue (a sipp UAS with
-`--sip`), counted by reason in the summary.
+billing's first backend down for a while, then its second too: the operator fails over, and
+calls that find no backend are handed to the human queue (a sipp UAS with `--sip`), counted by
+reason in the summary.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def call_lengths(seed: int) -> Callable[[], float]:
 
 
 OUTAGE_BACKEND = "openai-realtime"  # billing's first backend (examples/agents.yaml)
+FAILOVER_BACKEND = "self-hosted-pipeline"  # and its second
 DEMO_TTFA_S = 0.35  # a healthy backend's time to first audio in the demo
 
 
@@ -194,7 +195,8 @@ class Outage:
             now = self.active_backend()
             if now != active:
                 self.say(
-                    f"operator: billing's active backend {active} -> {now} (its runtime ConfigMap; no pod rolls)"
+                    f"operator: billing's active backend {active or 'none'} -> {now or 'none available'}"
+                    " (its runtime ConfigMap; no pod rolls)"
                 )
                 active = now
             time.sleep(0.5)
@@ -204,13 +206,15 @@ class Outage:
         def run() -> None:
             time.sleep(self.at)
             active = self.active_backend()
-            self.say(
-                f"outage: AIBackend {OUTAGE_BACKEND} stops answering; calls that reach it go to the humans"
-            )
+            self.say(f"outage: AIBackend {OUTAGE_BACKEND} stops answering")
             self.backends.set(OUTAGE_BACKEND, "down")
-            active = self.follow(self.lasts, active)
+            active = self.follow(self.lasts / 2, active)
+            self.say(f"outage: {FAILOVER_BACKEND} stops too; no backend left: new calls go to the humans")
+            self.backends.set(FAILOVER_BACKEND, "down")
+            active = self.follow(self.lasts / 2, active)
             self.backends.set(OUTAGE_BACKEND, "healthy")
-            self.say(f"AIBackend {OUTAGE_BACKEND} answers again")
+            self.backends.set(FAILOVER_BACKEND, "healthy")
+            self.say("both AI backends answer again")
             self.follow(8.0, active)
 
         self._timer = threading.Thread(target=run, name="demo-outage", daemon=True)
@@ -377,7 +381,7 @@ class Demo:
         say("summary:")
         say(
             f"  calls placed {placed}, refused {rejected} ({100 * rejected / max(1, placed + rejected):.1f}%), "
-            f"cut {world.cut_calls()}, handed to humans {sum(load.handed_off for load in loads)}"
+            f"cut {world.cut_calls()}, handed to humans before an answer {sum(load.handed_off for load in loads)}"
         )
         say_handoffs(world, None)
         say_pods_and_agents(world, self.printer, most_pods)
