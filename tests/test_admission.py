@@ -90,22 +90,6 @@ CEL_CASES = [
     (
         "VoiceAgent",
         "billing",
-        "spec.scaling.mode",
-        "keda",
-        "spec.scaling.metrics.prometheusUrl",
-        "mode keda needs metrics.prometheusUrl",
-    ),
-    (
-        "VoiceAgent",
-        "billing",
-        "spec.scaling.metrics",
-        {"source": "prometheus"},
-        "spec.scaling.metrics.prometheusUrl",
-        "source prometheus needs prometheusUrl",
-    ),
-    (
-        "VoiceAgent",
-        "billing",
         "spec.env[0].valueFrom",
         {"fieldRef": {"fieldPath": "metadata.name"}},
         "spec.env[0].valueFrom",

@@ -91,6 +91,20 @@ def test_unknown_reference_exits_2(tmp_path: Path) -> None:
     )
 
 
+def test_an_agent_that_reads_prometheus_needs_one_of_its_own_or_the_flag(tmp_path: Path) -> None:
+    folder = _broken_examples(tmp_path, "scaling:\n    mode: hpa", "scaling:\n    mode: keda")
+    result = voiceop("render", "-f", str(folder))
+    assert result.returncode == 2 and result.stdout == ""
+    assert (
+        f"{folder / 'agents.yaml'}: VoiceAgent contact-center/support: spec.scaling.metrics.prometheusUrl:"
+        " mode keda needs a Prometheus" in result.stderr
+    )
+    assert "--prometheus-url" in result.stderr
+    rendered = voiceop("render", "-f", str(folder), "--prometheus-url", "http://prometheus.monitoring:9090")
+    assert rendered.returncode == 0, rendered.stderr
+    assert "serverAddress: http://prometheus.monitoring:9090" in rendered.stdout
+
+
 def test_bad_yaml_and_missing_files_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: VoiceAgent\nspec: [unclosed\n")

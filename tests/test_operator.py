@@ -27,6 +27,7 @@ from harness import (
 )
 from voiceop.controller.diff import APPLIED_HASH
 from voiceop.controller.runtime import OperatorRuntime
+from voiceop.render.options import RenderOptions
 
 NS = "contact-center"
 AGENT_KINDS = (
@@ -378,6 +379,30 @@ def test_bad_object_gets_a_condition_and_an_event_and_the_operator_lives_on(
     bad["spec"]["fallback"]["humanHandoff"] = {"phoneNumber": "+353215551234"}
     cluster.apply(bad)
     wait_for(lambda: is_ready(cluster, "broken"), what="broken healed")
+
+
+def test_an_agent_reading_prometheus_uses_the_operators_default_or_names_both_settings(
+    cluster: Cluster, examples: list[dict[str, Any]]
+) -> None:
+    """No CRD rule can see the operator's flags: without a Prometheus of its own or the
+    operator's, the agent is Ready=False naming both; with the operator's, it converges."""
+    cluster.apply_all(examples)
+    agent_on_prometheus = example(examples, "VoiceAgent", "billing")
+    agent_on_prometheus["spec"]["scaling"]["metrics"] = {"source": "prometheus"}
+    with running_operator(cluster):
+        cluster.apply(agent_on_prometheus)
+        ready = ready_because(cluster, "billing", "InvalidSpec")
+        assert ready["message"].startswith(
+            "spec.scaling.metrics.prometheusUrl: metrics.source prometheus needs"
+        )
+        assert "--prometheus-url" in ready["message"] and "prometheus.url" in ready["message"]
+    default = RenderOptions(prometheus_url="http://127.0.0.1:9")  # nothing listens: pods are scraped
+    with running_operator(cluster, runtime_options={"render_options": default}) as runtime:
+        wait_for(lambda: is_ready(cluster, "billing"), timeout=30, what="billing Ready on the default")
+        assert runtime.scaler is not None
+        wait_for(
+            lambda: "http://127.0.0.1:9" in runtime.scaler.prometheus, what="the default Prometheus asked"
+        )
 
 
 def test_backend_down_fails_over_in_status_and_configmap_without_rolling_pods(

@@ -220,6 +220,30 @@ def test_autoscalers_by_mode(rendered_examples: list[dict[str, Any]]) -> None:
     assert trigger["threshold"] == "3500m" and 'namespace="contact-center"' in trigger["query"]
 
 
+def test_one_prometheus_for_all_agents_that_name_none(examples: Any) -> None:
+    from voiceop.render import render_problems
+
+    raw = example_object("VoiceAgent", "support")
+    raw["spec"]["scaling"] = {"mode": "keda"}  # no URL of its own: admission accepts it
+    inventory = copy.copy(examples.inventory)
+    inventory.agents = {
+        "contact-center": {**inventory.agents["contact-center"], "support": parse_object(raw)}
+    }
+    (agent, error), *_ = render_problems(inventory)
+    assert agent.name == "support" and error.path == "spec.scaling.metrics.prometheusUrl"
+    assert "--prometheus-url" in error.message and "prometheus.url" in error.message
+    default = RenderOptions(prometheus_url="http://prometheus-operated.monitoring:9090")
+    assert render_problems(inventory, default) == []
+    scaled = [o for o in render_all(inventory, default) if o["kind"] == "ScaledObject"]
+    assert {o["spec"]["triggers"][0]["metadata"]["serverAddress"] for o in scaled} == {default.prometheus_url}
+    raw["spec"]["scaling"]["metrics"] = {"prometheusUrl": "http://team-prometheus:9090"}
+    inventory.agents["contact-center"]["support"] = parse_object(raw)
+    scaled = [o for o in render_all(inventory, default) if o["kind"] == "ScaledObject"]
+    assert {o["spec"]["triggers"][0]["metadata"]["serverAddress"] for o in scaled} == {
+        "http://team-prometheus:9090"
+    }
+
+
 def test_quantity() -> None:
     assert [quantity(x) for x in (7.0, 3.5, 0.8, 12)] == ["7", "3500m", "800m", "12"]
 

@@ -61,12 +61,18 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
 def cmd_render(args: argparse.Namespace) -> int:
     from voiceop.inputs.loading import load_inventory
     from voiceop.inputs.yamlio import dump, dump_all
-    from voiceop.render import NameConflict, render_all
+    from voiceop.render import NameConflict, render_all, render_problems
 
     loaded = load_inventory(args.filename)
+    options = render_options(args)
+    if not loaded.errors:
+        loaded.errors += [
+            f"{loaded.where(agent)}: {agent.ref}: {error}"
+            for agent, error in render_problems(loaded.inventory, options)
+        ]
     if not loaded.errors:
         try:
-            objects = render_all(loaded.inventory, render_options(args))
+            objects = render_all(loaded.inventory, options)
         except NameConflict as conflict:
             loaded.errors.append(str(conflict))
     if loaded.errors:

@@ -17,6 +17,7 @@ from voiceop.controller.status_writer import StatusWriter
 from voiceop.handoffs import DEFAULT_WINDOW_SECONDS, HandoffWindow, handoffs_high, handoffs_status
 from voiceop.kube import KubeClient
 from voiceop.render import render_agent
+from voiceop.render.agent import render_errors
 from voiceop.render.names import media_name
 from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 from voiceop.status import Cond, RegionObservation, agent_conditions, agent_status, scaling_limited
@@ -51,6 +52,10 @@ class AgentReconciler:
             # Children stay as they are: a Region or AIBackend that is briefly gone must not
             # take live calls down with it.
             await self.status.refuse(seen, "MissingReference", missing)
+            return
+        problems = render_errors(agent, self.options)
+        if problems:  # the agent and the operator's flags together: children stay as they are
+            await self.status.refuse(seen, "InvalidSpec", problems)
             return
         active = active_backend(agent, backends)
         previous = (seen.raw.get("status") or {}).get("activeBackend")

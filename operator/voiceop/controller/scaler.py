@@ -28,6 +28,7 @@ from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.signals import DirectScraper, PrometheusReader, Reading, RegionSignals
 from voiceop.handoffs import DEFAULT_WINDOW_SECONDS
 from voiceop.kube import ApiError, KubeClient
+from voiceop.render.agent import prometheus_url
 from voiceop.render.names import media_name, pod_name_regex
 from voiceop.scaling.policy import PodState, PodView, ScalerMemory, ScalingConfig, decide
 from voiceop.status import condition_status, now_iso, parse_time
@@ -269,10 +270,9 @@ class Scaler:
 
     async def read(self, agent: VoiceAgent, region: str, pods: Sequence[Raw]) -> Reading:
         metrics = agent.spec.scaling.metrics
-        if metrics.source == "prometheus" and metrics.prometheus_url:
-            reader = self.prometheus.setdefault(
-                metrics.prometheus_url, PrometheusReader(metrics.prometheus_url)
-            )
+        url = prometheus_url(agent, self.reconciler.options)
+        if metrics.source == "prometheus" and url:
+            reader = self.prometheus.setdefault(url, PrometheusReader(url))
             try:
                 reading = await reader.read(
                     agent.namespace,
@@ -283,7 +283,7 @@ class Scaler:
                 operator_metrics.SIGNAL_READS.labels(source="prometheus").inc()
                 return reading
             except Exception as error:
-                logger.warning("Prometheus at %s: %s; scraping pods directly", metrics.prometheus_url, error)
+                logger.warning("Prometheus at %s: %s; scraping pods directly", url, error)
                 operator_metrics.SIGNAL_READS.labels(source="fallback").inc()
         else:
             operator_metrics.SIGNAL_READS.labels(source="direct").inc()

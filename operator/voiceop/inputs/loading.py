@@ -16,13 +16,17 @@ class Loaded:
     # One line per problem: `<file>: <Kind namespace/name>: <field>: <message>`.
     errors: list[str] = field(default_factory=list)
     ignored: int = 0  # documents of other kinds (Secrets, Namespaces, ...)
+    sources: dict[int, str] = field(default_factory=dict)  # id(resource) -> the file it came from
+
+    def where(self, resource: object) -> str:
+        return self.sources.get(id(resource), "-")
 
 
 def load_inventory(paths: Sequence[str]) -> Loaded:
     """Read, admit and cross-check every voiceop object under `paths`."""
     documents, manifest_errors = read_manifests(paths)
     loaded = Loaded(Inventory(), [str(error) for error in manifest_errors])
-    source: dict[int, str] = {}
+    source = loaded.sources
     for document in documents:
         if not is_voiceop_object(document.obj):
             loaded.ignored += 1

@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from voiceop.api.inventory import Inventory
-from voiceop.render.agent import render_agent
+from voiceop.render.agent import render_agent, render_errors
 from voiceop.render.options import DEFAULT_OPTIONS, RenderOptions
 from voiceop.render.routes import routes_configmap, routes_for
 
 
 class NameConflict(ValueError):
     """Two parents would make a child of the same kind and name."""
+
+
+def render_problems(inventory: Inventory, options: RenderOptions = DEFAULT_OPTIONS) -> list[tuple[Any, Any]]:
+    """(agent, FieldError) for every agent these options cannot render (see render_errors)."""
+    return [
+        (agent, error)
+        for namespace in inventory.namespaces()
+        for agent in sorted(inventory.agents[namespace].values(), key=lambda a: a.name)
+        for error in render_errors(agent, options)
+    ]
 
 
 def render_all(inventory: Inventory, options: RenderOptions = DEFAULT_OPTIONS) -> list[dict[str, Any]]:
@@ -39,4 +49,4 @@ def render_all(inventory: Inventory, options: RenderOptions = DEFAULT_OPTIONS) -
     return objects
 
 
-__all__ = ["NameConflict", "RenderOptions", "render_agent", "render_all"]
+__all__ = ["NameConflict", "RenderOptions", "render_agent", "render_all", "render_problems"]

@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from voiceop.api.admission import FieldError
 from voiceop.api.v1alpha1 import AIBackend, Region, VoiceAgent
 from voiceop.api.v1alpha1.voiceagent import AgentRegion
 from voiceop.api.wire import ACCEPTING_CALLS, POD_ANNOTATIONS_DIR, POD_ANNOTATIONS_FILE
@@ -264,7 +265,35 @@ def replica_bounds(bounds: AgentRegion, region: Region) -> tuple[int, int]:
     return min(bounds.min_replicas, high), high
 
 
-def media_autoscaler(agent: VoiceAgent, bounds: AgentRegion, region: Region) -> dict[str, Any] | None:
+PROMETHEUS_FIELD = "spec.scaling.metrics.prometheusUrl"
+
+
+def prometheus_url(agent: VoiceAgent, options: RenderOptions) -> str | None:
+    """The Prometheus an agent reads: its own, else the operator's default."""
+    return agent.spec.scaling.metrics.prometheus_url or options.prometheus_url
+
+
+def render_errors(agent: VoiceAgent, options: RenderOptions) -> list[FieldError]:
+    """What stops an admitted agent from rendering with these options (the agent's fields and
+    the operator's flags together: no CRD rule can see the flags)."""
+    scaling = agent.spec.scaling
+    reader = "mode keda" if scaling.mode == "keda" else "metrics.source prometheus"
+    if (scaling.mode == "keda" or scaling.metrics.source == "prometheus") and not prometheus_url(
+        agent, options
+    ):
+        return [
+            FieldError(
+                PROMETHEUS_FIELD,
+                f"{reader} needs a Prometheus: set {PROMETHEUS_FIELD}, or the operator's default"
+                " (voiceop run --prometheus-url, chart value prometheus.url; voiceop render --prometheus-url)",
+            )
+        ]
+    return []
+
+
+def media_autoscaler(
+    agent: VoiceAgent, bounds: AgentRegion, region: Region, options: RenderOptions = DEFAULT_OPTIONS
+) -> dict[str, Any] | None:
     """The HPA (mode hpa) or KEDA ScaledObject (mode keda) of a region; None otherwise."""
     scaling = agent.spec.scaling
     if scaling.mode not in ("hpa", "keda"):
@@ -286,7 +315,7 @@ def media_autoscaler(agent: VoiceAgent, bounds: AgentRegion, region: Region) -> 
     return load(
         "scaledobject.yaml.j2",
         min_replicas=low,
-        prometheus_url=scaling.metrics.prometheus_url,
+        prometheus_url=prometheus_url(agent, options),
         calls_query=f"sum(voice_active_calls{{{pods}}})",
         latency_query=(
             "histogram_quantile(0.95, sum by (le) "
@@ -314,7 +343,7 @@ def render_agent(
         children.append(media_deployment(agent, bounds, region, agent_backends))
         children.append(media_service(agent, region))
         children.append(media_pdb(agent, region))
-        autoscaler = media_autoscaler(agent, bounds, region)
+        autoscaler = media_autoscaler(agent, bounds, region, options)
         if autoscaler is not None:
             children.append(autoscaler)
     return children

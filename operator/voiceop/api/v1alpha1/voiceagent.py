@@ -123,21 +123,18 @@ class LatencySLO(ApiModel):
 
 
 class MetricsSource(ApiModel):
-    model_config = ConfigDict(
-        json_schema_extra=rules(
-            cel(
-                "self.source != 'prometheus' || has(self.prometheusUrl)",
-                "source prometheus needs prometheusUrl",
-                field_path=".prometheusUrl",
-            )
-        )
-    )
-
     source: Literal["prometheus", "direct"] = Field(
         default="direct",
         description="Where call and latency metrics come from: a Prometheus server, or scraping media pods directly.",
     )
-    prometheus_url: HttpUrl | None = Field(default=None, description="Base URL of the Prometheus HTTP API.")
+    prometheus_url: HttpUrl | None = Field(
+        default=None,
+        description=(
+            "Base URL of the Prometheus HTTP API (source prometheus, mode keda). Unset: the operator's"
+            " default (voiceop run --prometheus-url, chart value prometheus.url); with neither, the"
+            " agent is Ready=False naming both."
+        ),
+    )
 
 
 class Scaling(ApiModel):
@@ -147,11 +144,6 @@ class Scaling(ApiModel):
                 "self.targetUtilization > 0.0 && self.targetUtilization <= 1.0",
                 "targetUtilization must be in (0, 1]",
                 field_path=".targetUtilization",
-            ),
-            cel(
-                "self.mode != 'keda' || (has(self.metrics) && has(self.metrics.prometheusUrl))",
-                "mode keda needs metrics.prometheusUrl (KEDA's Prometheus trigger reads it)",
-                field_path=".metrics.prometheusUrl",
             ),
         )
     )
