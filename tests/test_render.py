@@ -72,6 +72,12 @@ def test_media_deployment_contract(rendered_examples: list[dict[str, Any]]) -> N
     pod = deployment["spec"]["template"]["spec"]
     assert "replicas" not in deployment["spec"], "builtin mode leaves replicas to the operator"
     assert pod["readinessGates"] == [{"conditionType": "voiceop.dev/accepting-calls"}]
+    support = [
+        d for d in by_kind(rendered_examples, "Deployment") if d["metadata"]["name"] == "support-us-east"
+    ]
+    assert "readinessGates" not in support[0]["spec"]["template"]["spec"], (
+        "hpa mode: Ready by the pod's own probe, not by the operator"
+    )
     assert pod["terminationGracePeriodSeconds"] >= 1800
     assert pod["nodeSelector"] == {"topology.kubernetes.io/region": "eu-west"}
     zones = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]

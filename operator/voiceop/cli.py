@@ -135,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         relist_seconds=args.relist_seconds,
         render_options=render_options(args),
         handoff_window_seconds=args.handoff_window_seconds,
+        peering_lifetime=args.peering_lifetime,
     )
 
 
@@ -434,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--standalone", action="store_true", help="no peering: act even if another replica runs")
     run.add_argument("--priority", type=int, default=0, help="peering priority; the highest replica acts")
     run.add_argument("--peering", default="voiceop", help="name of the KopfPeering object (default voiceop)")
+    run.add_argument(
+        "--peering-lifetime",
+        type=float,
+        metavar="S",
+        help="how long a replica that stops heartbeating keeps the lead (kopf's default 60 s)",
+    )
     run.add_argument(
         "--relist-seconds",
         type=float,

@@ -39,7 +39,9 @@ class OperatorRuntime:
         peering: PeeringRef | None = None,
         render_options: RenderOptions = DEFAULT_OPTIONS,
         handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        peering_lifetime: float | None = None,
     ) -> None:
+        self.peering_lifetime = peering_lifetime  # None: kopf's (60 s)
         self.relist_seconds = relist_seconds
         self.render_options = render_options
         self.handoff_window_seconds = handoff_window_seconds

@@ -186,10 +186,12 @@ class Scaler:
                 del remembered[key]
 
     async def open_gates(self, pods: Sequence[Raw]) -> None:
-        """Pods up and not draining take calls: readiness gate True."""
+        """Pods up and not draining take calls: readiness gate True (pods that have one)."""
         for pod in pods:
+            gates = {g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []}
             if (
-                pod_state(pod) == "starting"
+                ACCEPTING_CALLS in gates
+                and pod_state(pod) == "starting"
                 and condition_status(pod, ACCEPTING_CALLS) != "True"
                 and condition_status(pod, "ContainersReady") == "True"
             ):

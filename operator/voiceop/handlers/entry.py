@@ -34,6 +34,7 @@ def run_operator(
     relist_seconds: float = 300.0,
     render_options: RenderOptions = DEFAULT_OPTIONS,
     handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    peering_lifetime: float | None = None,
 ) -> None:
     """Run until stopped: all namespaces, or only `namespaces`; with peering unless standalone."""
     runtime = runtime or OperatorRuntime(
@@ -41,6 +42,7 @@ def run_operator(
         relist_seconds=relist_seconds,
         render_options=render_options,
         handoff_window_seconds=handoff_window_seconds,
+        peering_lifetime=peering_lifetime,
     )
     # One identity for kopf's peering and voiceop's runtime, so both apply the rule to the same peer.
     identity = os.environ.get("POD_ID") or f"voiceop-{uuid.uuid4().hex[:12]}@{socket.gethostname()}"
@@ -74,6 +76,7 @@ def main(
     relist_seconds: float = 300.0,
     render_options: RenderOptions = DEFAULT_OPTIONS,
     handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    peering_lifetime: float | None = None,
 ) -> int:
     kopf.configure(verbose=verbose)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -89,5 +92,6 @@ def main(
         relist_seconds=relist_seconds,
         render_options=render_options,
         handoff_window_seconds=handoff_window_seconds,
+        peering_lifetime=peering_lifetime,
     )
     return 0

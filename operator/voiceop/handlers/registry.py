@@ -34,7 +34,7 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         """Configure kopf, then start the reconciler and the backend prober."""
-        configure(settings)
+        configure(settings, runtime.peering_lifetime)
         await runtime.start()
 
     @kopf.on.cleanup(registry=registry)
@@ -63,8 +63,11 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     return registry
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
+def configure(settings: kopf.OperatorSettings, peering_lifetime: float | None = None) -> None:
     """kopf configured once, at start-up."""
+    if peering_lifetime is not None:
+        # How long a replica that stopped heartbeating (SIGKILL, a lost node) holds the lead.
+        settings.peering.lifetime = int(peering_lifetime)
     for name in WATCHED_CHILD_KINDS:
         # Children are watched through a server-side label selector: never every ConfigMap of a cluster.
         settings.watching.label_selectors[KINDS[name].resource] = CHILD_SELECTOR  # type: ignore[index]

@@ -202,7 +202,9 @@ def media_deployment(
         pod_labels=child_labels("media", agent.name, region.name),
         metrics_port=METRICS_PORT,
         termination_grace_seconds=spec.drain.max_call_duration_seconds + DRAIN_MARGIN_SECONDS,
-        readiness_gate=ACCEPTING_CALLS,
+        # Only the builtin scaler drains through the gate: in hpa, keda and none modes a pod is
+        # Ready by its own probe, so new pods serve even while the operator is down.
+        readiness_gate=ACCEPTING_CALLS if spec.scaling.mode == "builtin" else None,
         node_selector=region.node_selector,
         zones=region.spec.zones,
         host_network=spec.transport.host_network,
