@@ -223,6 +223,12 @@ class CallPath:
             agent_status=lambda: (cluster.get("VoiceAgent", namespace, agent) or {}).get("status"),
         )
 
+    def edge_pods(self, prefix: str) -> int:
+        """Pods whose names start with `prefix` in the edge's dispatcher list: what it routes to."""
+        listed = self.edge.config_dir / "dispatcher.list"
+        text = listed.read_text() if listed.exists() else ""
+        return sum(1 for line in text.splitlines() if f"duid={prefix}" in line)
+
     def callers(self, numbers: list[str], **options: Any) -> Callers:
         options.setdefault("rate", 20)
         options.setdefault("timeout_s", 60)

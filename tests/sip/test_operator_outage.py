@@ -99,6 +99,7 @@ def test_in_hpa_mode_a_new_pod_serves_without_the_operator(world: tuple[World, E
     # What the HPA controller writes when calls rise (the loopback server runs no HPA controller).
     w.cluster.patch("Deployment", NS, "hotline-eu-west", {"spec": {"replicas": 2}}, api_version="apps/v1")
     wait_for(lambda: w.path.ready_pods("eu-west") == 2, timeout=30, what="the new pod Ready with no operator")
+    wait_for(lambda: w.path.edge_pods("hotline-eu-west-") == 2, timeout=10, what="the edge routes to it")
     before = w.path.calls_by_region().get("eu-west", 0)
     # Two pods of 4 slots: 6 long calls from GB all stay in eu-west, so the new pod takes some.
     result = w.path.callers([GB], calls=6, rate=10, hold_ms=2000).run()

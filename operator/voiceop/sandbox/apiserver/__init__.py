@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,15 @@ class LoopbackApiServer:
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+
+    def restart(self, down_seconds: float = 2.0) -> None:
+        """As an API server restart: every connection and watch dropped, nothing answers for a
+        while, then the same state is served again on the same port."""
+        self.stop()
+        time.sleep(down_seconds)
+        self._loop, self._thread, self._runner, self._error = None, None, None, None
+        self._ready = threading.Event()
+        self.start()
 
     def __enter__(self) -> LoopbackApiServer:
         return self.start()

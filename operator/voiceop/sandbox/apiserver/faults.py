@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import deque
 
@@ -17,6 +18,22 @@ class FaultsAndCounts:
     _faults: dict[str, list[tuple[int, int, str | None]]]
     request_counts: dict[str, int]
     request_log: deque[tuple[str, str]]
+    _random_faults: tuple[float, tuple[int, ...], random.Random] | None = None
+    DROPPED = 0  # a code that is no answer: the connection is closed, as a timeout or a crash
+
+    def fail_randomly(self, rate: float, codes: tuple[int, ...] = (500, 409, 429, 0), seed: int = 0) -> None:
+        """From now on a `rate` share of HTTP requests fail with one of `codes` (0: dropped);
+        rate 0 stops it. Requests made in this process through the Store are never failed."""
+        with self._lock:
+            self._random_faults = (rate, codes, random.Random(seed)) if rate > 0 else None
+
+    def random_fault(self) -> int | None:
+        """The code this request fails with, or None."""
+        with self._lock:
+            if self._random_faults is None:
+                return None
+            rate, codes, rng = self._random_faults
+            return rng.choice(codes) if rng.random() < rate else None
 
     def fail_next(self, verb: str, *, code: int = 409, count: int = 1, plural: str | None = None) -> None:
         """The next `count` requests with this HTTP verb (and plural) answer `code`."""

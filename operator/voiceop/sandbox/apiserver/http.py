@@ -127,6 +127,17 @@ class ApiHandlers:
             target = self._target(group, version, path)
             verb = self._verb(request, target)
             self.store.count_request(verb, request.path)
+            injected = self.store.random_fault()
+            if injected == self.store.DROPPED:
+                assert request.transport is not None
+                request.transport.close()  # no answer at all: the client sees the connection go
+                return web.Response(status=500)
+            if injected is not None:
+                reason = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError"}.get(injected, "Error")
+                response = _error(ApiError(injected, reason, f"injected {injected} for {verb} {request.path}"))
+                if injected == 429:
+                    response.headers["Retry-After"] = "1"
+                return response
             if verb not in ("get", "list", "watch"):
                 fault = self.store.take_fault(request.method, target.rtype.plural)
                 if fault is not None:
