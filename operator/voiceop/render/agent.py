@@ -95,7 +95,7 @@ def runtime_configmap(
 ) -> dict[str, Any]:
     config = runtime_config(agent, backends, active_backend)
     return load(
-        "configmap.yaml.j2",
+        "configmap",
         metadata=agent_metadata(agent, names.runtime_config_name(agent.name), "runtime-config"),
         data={RUNTIME_CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True) + "\n"},
     )
@@ -194,7 +194,7 @@ def media_deployment(
     volumes, mounts = _volumes(agent)
     resources = spec.resources.to_wire() if spec.resources else {}
     return load(
-        "deployment.yaml.j2",
+        "deployment",
         metadata=regional_metadata(agent, region, "media"),
         # builtin, hpa and keda own spec.replicas; writing it here would fight them.
         replicas=fixed_replicas(agent)[region.name] if spec.scaling.mode == "none" else None,
@@ -221,7 +221,7 @@ def media_deployment(
 
 def media_service(agent: VoiceAgent, region: Region) -> dict[str, Any]:
     return load(
-        "service.yaml.j2",
+        "service",
         metadata=regional_metadata(agent, region, "media"),
         selector=selector_labels(agent.name, region.name),
         affinity_timeout_seconds=max(1, agent.spec.drain.max_call_duration_seconds),
@@ -233,7 +233,7 @@ def media_service(agent: VoiceAgent, region: Region) -> dict[str, Any]:
 
 def media_pdb(agent: VoiceAgent, region: Region) -> dict[str, Any]:
     return load(
-        "pdb.yaml.j2",
+        "pdb",
         metadata=regional_metadata(agent, region, "media"),
         selector=selector_labels(agent.name, region.name),
     )
@@ -248,7 +248,7 @@ def media_network_policy(agent: VoiceAgent) -> dict[str, Any]:
     ports.append({"protocol": "UDP", "port": start, "endPort": end})
     ports.append({"protocol": "TCP", "port": METRICS_PORT})
     return load(
-        "networkpolicy.yaml.j2",
+        "networkpolicy",
         metadata=agent_metadata(agent, names.media_policy_name(agent.name), "media"),
         selector=child_labels("media", agent.name),
         ports=ports,
@@ -312,10 +312,10 @@ def media_autoscaler(
     }
     if scaling.mode == "hpa":
         # HPA's minReplicas must be >= 1 unless the alpha HPAScaleToZero gate is on.
-        return load("hpa.yaml.j2", min_replicas=max(low, 1), **common)
+        return load("hpa", min_replicas=max(low, 1), **common)
     pods = f'namespace="{agent.namespace}",pod=~"{names.pod_name_regex(name)}"'
     return load(
-        "scaledobject.yaml.j2",
+        "scaledobject",
         min_replicas=low,
         prometheus_url=prometheus_url(agent, options),
         calls_query=f"sum(voice_active_calls{{{pods}}})",

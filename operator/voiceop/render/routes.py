@@ -64,7 +64,7 @@ def routes_configmap(
         for endpoint in sorted(endpoints, key=lambda e: e.name)
     ]
     return load(
-        "configmap.yaml.j2",
+        "configmap",
         metadata=object_metadata(
             ROUTES_CONFIGMAP,
             namespace,
