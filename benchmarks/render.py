@@ -1,4 +1,4 @@
-"""Time to admit and render 1,000 VoiceAgents x 3 regions, per agent.
+"""Time to admit and render 1,000 VoiceAgents x 3 regions, per agent (agents that differ).
 
 Prints one table. The baseline, measured in the same run, is reading the rendered output back
 with PyYAML's C loader: what any client pays just to parse the objects voiceop produces. A last
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import random
 import statistics
 import subprocess
 import sys
@@ -43,15 +44,35 @@ def wall(command: list[str], runs: int = 5) -> float:
 
 
 def agent_manifests(count: int) -> list[dict[str, Any]]:
-    """`count` copies of the billing example (3 regions, 2 backends), renamed."""
+    """`count` agents made from the billing example (2 backends), each different as a fleet's
+    agents are: its own image, prompt, regions and their bounds, calls per pod, scaling delay,
+    backend order, and fallback number. Admission evaluates CEL once per distinct value of a
+    rule's `self`, so identical copies would flatter it."""
     inventory = load_inventory([EXAMPLES]).inventory
     template = inventory.agents["contact-center"]["billing"].model_dump(
         by_alias=True, exclude_none=True, mode="json"
     )
+    rng = random.Random(1)
+    regions = ("eu-west", "us-east", "ap-southeast")
     manifests = []
     for index in range(count):
         raw = copy.deepcopy(template)
         raw["metadata"] = {"name": f"agent-{index:05d}", "namespace": "contact-center"}
+        spec = raw["spec"]
+        spec["image"] = f"ghcr.io/example/voice-runtime:{rng.randint(1, 9)}.{rng.randint(0, 99)}.{index}"
+        spec["settings"]["prompt"] = f"You are agent {index}; {rng.random():.6f}"
+        low = rng.randint(0, 3)
+        spec["regions"] = [
+            {"name": name, "minReplicas": low + i, "maxReplicas": low + i + rng.randint(1, 40)}
+            for i, name in enumerate(rng.sample(regions, 3))
+        ]
+        spec["capacity"]["callsPerPod"] = rng.randint(2, 16)
+        spec["scaling"]["scaleDownDelaySeconds"] = rng.choice((60, 120, 300, 600)) + index % 7
+        spec["scaling"]["targetUtilization"] = round(rng.uniform(0.5, 0.9), 2)
+        if rng.random() < 0.5:
+            spec["backends"].reverse()
+        spec["fallback"]["humanHandoff"] = {"phoneNumber": f"+3532155{index % 10000:04d}"}
+        spec["drain"]["maxCallDurationSeconds"] = rng.randint(600, 7200)
         manifests.append(raw)
     return manifests
 

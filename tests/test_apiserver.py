@@ -388,3 +388,23 @@ def test_the_pod_simulator_deletes_pods_in_the_replicaset_controllers_order() ->
         "ready-recently",
         "ready-long-ago",
     ]
+
+
+def test_an_object_written_with_only_missing_owners_is_garbage_collected(server: LoopbackApiServer) -> None:
+    server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    owner = server.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner", "namespace": "default"}}
+    )
+
+    def dependent(name: str, uids: list[str]) -> dict[str, Any]:
+        references = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": uid} for uid in uids]
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default", "ownerReferences": references},
+        }
+
+    server.apply(dependent("orphan", ["00000000-0000-4000-8000-00000000dead"]))
+    server.apply(dependent("kept", ["00000000-0000-4000-8000-00000000dead", owner["metadata"]["uid"]]))
+    assert server.store.find("v1", "ConfigMap", "default", "orphan") is None
+    assert server.store.find("v1", "ConfigMap", "default", "kept") is not None

@@ -364,3 +364,37 @@ def test_a_stale_resource_version_on_a_status_patch_conflicts_on_both_servers(sa
                 subresource="status",
             )
     assert real.value.code == mine.value.code == 409
+
+
+def test_a_child_written_for_an_owner_that_is_gone_is_collected_on_both_servers(sandbox: Sandbox) -> None:
+    """An operator racing its owner's deletion may write a child after the owner went: kube's
+    garbage collector deletes a dependent none of whose owners exists; the loopback server
+    does the same (it once kept such runtime ConfigMaps for ever: the chaos benchmark's orphans)."""
+    from voiceop.sandbox.apiserver import LoopbackApiServer
+
+    _ensure_namespace(sandbox, "orphans")
+    child = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "gone-agent-runtime",
+            "namespace": "orphans",
+            "ownerReferences": [
+                {
+                    "apiVersion": "voiceop.dev/v1alpha1",
+                    "kind": "VoiceAgent",
+                    "name": "gone-agent",
+                    "uid": "00000000-0000-4000-8000-00000000dead",
+                    "controller": True,
+                }
+            ],
+        },
+        "data": {"runtime.json": "{}"},
+    }
+    sandbox.apply(child)
+    path = "/api/v1/namespaces/orphans/configmaps/gone-agent-runtime"
+    wait_for(lambda: sandbox.admin.get_or_none(path) is None, timeout=60, what="kube's GC collects it")
+    with LoopbackApiServer() as server:
+        server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "orphans"}})
+        server.apply(copy.deepcopy(child))
+        assert server.store.find("v1", "ConfigMap", "orphans", "gone-agent-runtime") is None

@@ -47,6 +47,7 @@ class Store(FaultsAndCounts, Watching):
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._objects: dict[tuple[str, str], dict[ObjKey, Obj]] = {}
         self._applied: dict[tuple[tuple[str, str], ObjKey, str], Obj] = {}
+        self._uids: set[str] = set()  # of every object stored: owners the garbage collector knows
         self._revision = itertools.count(1)
         self._last_revision = 0
         self._log: deque[WatchEvent] = deque(maxlen=EVENT_LOG_SIZE)
@@ -202,9 +203,11 @@ class Store(FaultsAndCounts, Watching):
             meta.pop("deletionTimestamp", None)
             self._bump(obj)
             self._table(rtype)[(ns, name)] = obj
+            self._uids.add(meta["uid"])
             if rtype.key == CRD_KEY:
                 self._served_crd(obj)
             self._emit("ADDED", rtype, None, obj)
+            self._collect_if_orphaned(rtype, (ns, name), obj)
             return {**copy.deepcopy(obj), "apiVersion": rtype.api_version}
 
     def _served_crd(self, crd: Obj) -> None:
@@ -280,6 +283,7 @@ class Store(FaultsAndCounts, Watching):
         self._bump(new)
         self._table(rtype)[key] = new
         self._emit("MODIFIED", rtype, old, new)
+        self._collect_if_orphaned(rtype, key, new)
         return {**copy.deepcopy(new), "apiVersion": rtype.api_version}
 
     def replace(
@@ -373,6 +377,7 @@ class Store(FaultsAndCounts, Watching):
 
     def _remove(self, rtype: ResourceType, key: ObjKey) -> None:
         obj = self._table(rtype).pop(key)
+        self._uids.discard(obj["metadata"].get("uid", ""))
         for applied_key in [k for k in self._applied if k[0] == rtype.key and k[1] == key]:
             del self._applied[applied_key]
         self._bump(obj)
@@ -396,6 +401,14 @@ class Store(FaultsAndCounts, Watching):
                 for key in [k for k in self._table(rtype) if k[0] == namespace]:
                     if key in self._table(rtype):
                         self.delete(rtype, namespace, key[1])
+
+    def _collect_if_orphaned(self, rtype: ResourceType, key: ObjKey, obj: Obj) -> None:
+        """As kube's garbage collector does with an object written with ownerReferences none of
+        whose owners exists (an operator racing its owner's deletion): it is deleted."""
+        references = obj["metadata"].get("ownerReferences") or []
+        if references and not any(ref.get("uid") in self._uids for ref in references):
+            if key in self._table(rtype):
+                self.delete(rtype, key[0] or None, key[1])
 
     def _collect_dependents(self, owner_uid: str) -> None:
         """Background cascading deletion: dependents whose last owner is gone are deleted."""
