@@ -406,9 +406,9 @@ class Store(FaultsAndCounts, Watching):
         """As kube's garbage collector does with an object written with ownerReferences none of
         whose owners exists (an operator racing its owner's deletion): it is deleted."""
         references = obj["metadata"].get("ownerReferences") or []
-        if references and not any(ref.get("uid") in self._uids for ref in references):
-            if key in self._table(rtype):
-                self.delete(rtype, key[0] or None, key[1])
+        orphaned = bool(references) and not any(ref.get("uid") in self._uids for ref in references)
+        if orphaned and key in self._table(rtype):
+            self.delete(rtype, key[0] or None, key[1])
 
     def _collect_dependents(self, owner_uid: str) -> None:
         """Background cascading deletion: dependents whose last owner is gone are deleted."""
