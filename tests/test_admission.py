@@ -325,6 +325,29 @@ def test_invalid_object_is_refused_naming_the_field(
     assert [e for e in invalid.errors if e.path == field and text in e.message], invalid.errors
 
 
+@pytest.mark.parametrize(
+    "kind,name,path,value,field,text",
+    CEL_CASES + PATTERN_CASES + OTHER_CASES,
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "",
+)
+def test_the_compiled_schema_refuses_what_jsonschema_refuses(
+    kind: str, name: str, path: str, value: Any, field: str, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Admission answers valid objects from the schema compiled to Python (fastjsonschema) once
+    a kind has seen a few dozen: it must never call an invalid object valid."""
+    from voiceop.api import MODELS, admission, admission_for
+
+    monkeypatch.setattr(admission, "COMPILE_AFTER", 0)
+    admission_for.cache_clear()
+    try:
+        invalid = refusal(kind, name, path, value)
+        assert [e for e in invalid.errors if e.path == field and text in e.message], invalid.errors
+        model = next(m for m in MODELS if m.info.kind == kind)
+        assert admission_for(model)._valid is not None, "the compiled path answered"
+    finally:
+        admission_for.cache_clear()
+
+
 def _crd_schemas() -> dict[str, dict[str, Any]]:
     return {kind.info.kind: schema_of(crd(kind)) for kind in MODELS}
 

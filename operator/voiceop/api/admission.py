@@ -248,6 +248,9 @@ _ROOT_FIELDS: JsonSchema = {
 }
 
 
+COMPILE_AFTER = 32  # objects of one kind admitted before its schema is compiled
+
+
 @functools.cache
 def _compiled(schema_json: str) -> Any:
     """fastjsonschema's validator of a (draft 4) schema, compiled once per schema."""
@@ -268,18 +271,26 @@ class Admission:
         self.schema = {**schema, "properties": properties}
         self.strict = strict
         validated = _strict(self.schema) if strict else self.schema
+        self._validated = validated
         self._validator = jsonschema.Draft4Validator(validated)
         # The schema compiled to Python: a valid object (the common case) is told so at a
         # fraction of jsonschema's cost; an invalid one is then explained by jsonschema, which
-        # reports every error with its path, as the API server does.
-        self._valid = _compiled(json.dumps(validated, sort_keys=True))
+        # reports every error with its path, as the API server does. Compiling costs about
+        # 30 ms a schema, so it pays only from a few dozen objects on: until then jsonschema.
+        self._valid: Any = None
+        self._admitted = 0
 
     def admit(self, obj: dict[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
         """The object with defaults applied, and every reason the API server would refuse it."""
         defaulted = apply_defaults(copy.deepcopy(obj), self.schema)
         if not self.strict:
             defaulted = prune_unknown(defaulted, self.schema)
+        self._admitted += 1
+        if self._valid is None and self._admitted > COMPILE_AFTER:
+            self._valid = _compiled(json.dumps(self._validated, sort_keys=True))
         try:
+            if self._valid is None:
+                raise fastjsonschema.JsonSchemaException("not compiled yet: ask jsonschema")
             self._valid(defaulted)
             errors = []
         except fastjsonschema.JsonSchemaException:
