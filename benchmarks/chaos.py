@@ -533,6 +533,13 @@ def kubernetes_rows(log: Path) -> list[Row]:
                 time.sleep(0.25)
             return time.monotonic() - started
 
+        def deployed(agent: dict[str, Any]) -> bool:
+            """Its Deployment made a ReplicaSet: the controller manager is up and working."""
+            found = admin.get_or_none(
+                f"/apis/apps/v1/namespaces/{NS}/deployments/{agent['metadata']['name']}-eu-west"
+            )
+            return bool(found and (found.get("status") or {}).get("observedGeneration"))
+
         for obj in world.base():
             apply(obj)
         agent = world.new_agent()
@@ -540,17 +547,23 @@ def kubernetes_rows(log: Path) -> list[Row]:
         operator = Operator(kubeconfig, log).start()
         try:
             rolled(agent, 120)
+            deadline = time.monotonic() + 120
+            while not deployed(agent) and time.monotonic() < deadline:
+                time.sleep(0.5)
             pid = operator.process.pid if operator.process else 0
+            restarted = time.monotonic()
             plane.restart_apiserver()
             agent["spec"]["image"] = "ghcr.io/example/voice-runtime:2.0.0"
             apply(agent)
             took = rolled(agent, 120)
+            took = None if took is None else time.monotonic() - restarted  # from the restart on
             same = operator.alive and operator.process is not None and operator.process.pid == pid
-            rows.append(("kube-apiserver restarted", "recovered, same operator process (s)", f"{took:.1f}" if took is not None else "no", verdict(took is not None and same)))  # fmt: skip
+            rows.append(("kube-apiserver restarted", "change served after the restart, same operator process (s)", f"{took:.1f}" if took is not None else "no", verdict(took is not None and same)))  # fmt: skip
             etcd = next(c for c in plane.components if c.name == "etcd")
             etcd.process.send_signal(signal.SIGSTOP)
             time.sleep(10)
             etcd.process.send_signal(signal.SIGCONT)
+            resumed = time.monotonic()
             agent["spec"]["image"] = "ghcr.io/example/voice-runtime:2.1.0"
             deadline = time.monotonic() + 60
             while True:  # kube-apiserver itself needs a moment to reach etcd again
@@ -562,8 +575,9 @@ def kubernetes_rows(log: Path) -> list[Row]:
                         raise
                     time.sleep(0.5)
             took = rolled(agent, 120)
+            took = None if took is None else time.monotonic() - resumed  # from etcd's return on
             same = operator.alive and operator.process is not None and operator.process.pid == pid
-            rows.append(("etcd paused 10 s (SIGSTOP)", "recovered, same operator process (s)", f"{took:.1f}" if took is not None else "no", verdict(took is not None and same)))  # fmt: skip
+            rows.append(("etcd paused 10 s (SIGSTOP)", "change served after etcd resumed, same operator (s)", f"{took:.1f}" if took is not None else "no", verdict(took is not None and same)))  # fmt: skip
         finally:
             operator.stop()
         Scan.texts.append(json.dumps(admin.get(f"/api/v1/namespaces/{NS}/configmaps")))
@@ -723,7 +737,10 @@ def main() -> int:
         log = log_dir / f"{name}.log"
         Scan.logs.append(log)
         print(f"[{time.monotonic() - started:6.0f}s] {name} ...", file=sys.stderr, flush=True)
-        rows += run(log)
+        try:
+            rows += run(log)
+        except Exception as error:  # a section that cannot finish is a failed row, not no table
+            rows.append((name, "the section itself", f"{type(error).__name__}: {str(error)[:120]}", "FAIL"))
     rows += Scan.rows()
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     header = ("what", "measure", "value", "verdict")
