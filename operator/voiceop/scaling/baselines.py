@@ -2,6 +2,13 @@
 
 Each turns what it can observe of one region into a replica count on its own loop period;
 the simulator then removes pods the way that autoscaler's platform does (`victims`, `grace`).
+
+`hpa` and `keda` are what a voiceop user of those modes gets: voiceop renders the HPA (or the
+ScaledObject) and a Deployment with a preStop drain and a grace period of
+maxCallDurationSeconds + 30 s, so a pod the ReplicaSet removes finishes its calls. `hpa-plain`
+and `keda-plain` are the same autoscalers over a stock Deployment (30 s grace): what a team
+gets without voiceop's rendering. Both read their metric through Prometheus, 15 s behind (the
+scrape interval; KEDA adds its query).
 """
 
 from __future__ import annotations
@@ -82,7 +89,7 @@ class HpaPods:
     """
 
     config: ScalingConfig
-    name: str = "hpa"
+    name: str = "hpa-plain"
     tick_seconds: float = 15.0
     victims: Victims = "replicaset"
     grace_seconds: float = 30.0
@@ -120,6 +127,20 @@ class HpaPods:
         return _clamp(self.behave(view.now, view.replicas, self.recommend(view)), self.config)
 
 
+DRAIN_MARGIN_SECONDS = 30.0  # render/agent.py: grace = maxCallDurationSeconds + 30 s
+
+
+@dataclass
+class HpaVoiceop(HpaPods):
+    """HpaPods over voiceop's rendering (mode hpa): the pods a scale-in removes run the preStop
+    drain for up to maxCallDurationSeconds + 30 s, so their calls end before the kill."""
+
+    name: str = "hpa"
+
+    def __post_init__(self) -> None:
+        self.grace_seconds = self.config.max_call_duration_seconds + DRAIN_MARGIN_SECONDS
+
+
 @dataclass
 class KedaPrometheus(HpaPods):
     """KEDA ScaledObject with a Prometheus trigger `sum(voice_active_calls)`.
@@ -132,7 +153,7 @@ class KedaPrometheus(HpaPods):
     a Prometheus scrape (15 s) plus KEDA's query.
     """
 
-    name: str = "keda"
+    name: str = "keda-plain"
     metric_lag_seconds: float = 20.0
 
     def recommend(self, view: RegionView) -> int:
@@ -145,6 +166,16 @@ class KedaPrometheus(HpaPods):
 
 
 @dataclass
+class KedaVoiceop(KedaPrometheus):
+    """KedaPrometheus over voiceop's rendering (mode keda): preStop drain, long grace."""
+
+    name: str = "keda"
+
+    def __post_init__(self) -> None:
+        self.grace_seconds = self.config.max_call_duration_seconds + DRAIN_MARGIN_SECONDS
+
+
+@dataclass
 class KnativeKpa:
     """Knative Pod Autoscaler (knative/serving pkg/autoscaler/scaling/autoscaler.go).
 
@@ -154,7 +185,9 @@ class KnativeKpa:
     window has passed without panic; max scale-up rate 1000, max scale-down rate 2 per tick;
     scale-down-delay 0. Victims in ReplicaSet order with terminationGracePeriodSeconds set
     from the revision timeout (300 s default, knative.dev docs "Configuring the request
-    timeout"). The activator's queueing is not modelled: a call with no free slot is rejected.
+    timeout"). A new decider starts in panic (pkg/autoscaler/scaling/autoscaler.go New: a
+    revision that starts with pods begins panicking, so that it does not scale down at once).
+    The activator's queueing is not modelled: a call with no free slot is rejected.
     """
 
     config: ScalingConfig
@@ -169,7 +202,7 @@ class KnativeKpa:
     max_scale_up_rate: float = 1000.0
     max_scale_down_rate: float = 2.0
     samples: deque[tuple[float, int]] = field(default_factory=deque)
-    panic_since: float | None = None
+    panic_since: float | None = 0.0  # starts in panic
     max_panic_pods: int = 0
 
     def _average(self, now: float, window: float) -> float:
@@ -243,8 +276,10 @@ class AgonesCounter:
 def make_autoscaler(name: str, config: ScalingConfig) -> Autoscaler:
     policies: dict[str, type] = {
         "builtin": Builtin,
-        "hpa": HpaPods,
-        "keda": KedaPrometheus,
+        "hpa": HpaVoiceop,
+        "hpa-plain": HpaPods,
+        "keda": KedaVoiceop,
+        "keda-plain": KedaPrometheus,
         "kpa": KnativeKpa,
         "agones": AgonesCounter,
     }
@@ -253,4 +288,4 @@ def make_autoscaler(name: str, config: ScalingConfig) -> Autoscaler:
     return policies[name](config)
 
 
-POLICIES = ("builtin", "hpa", "keda", "kpa", "agones", "oracle")
+POLICIES = ("builtin", "hpa", "hpa-plain", "keda", "keda-plain", "kpa", "agones", "oracle")

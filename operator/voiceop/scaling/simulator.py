@@ -9,9 +9,16 @@ A pod an autoscaler removes stops taking calls at once; calls still on it when i
 period ends are dropped. Regions are simulated side by side, each with its own autoscaler.
 
 Measured: calls, rejected, dropped, pod-seconds (every pod that exists, from creation to
-removal, starting and draining included), scale events (changes of the replica target), and
-time to capacity: the longest stretch during which the pods ready to serve were fewer than the
-target-utilization need, ceil(live calls / (callsPerPod x targetUtilization)).
+removal, starting and draining included), scale events (changes of the replica target), time
+to capacity: the longest stretch during which the pods ready to serve were fewer than the
+target-utilization need, ceil(live calls / (callsPerPod x targetUtilization)), and the share of
+seconds whose p95 voice latency (pod_latency_ms, over the calls in progress) is over the SLO.
+
+What an autoscaler sees is as old as its metric pipeline (`metric_lag_seconds`): live calls per
+pod and in total, and calls taken per second, counted over accepted calls only (a real pod's
+voice_calls_total cannot see a call the edge could not place). A pod taken back into the
+serving set takes calls again only after UNDRAIN_LAG_SECONDS: the kubelet has to write the
+annotation into its downward-API file and its readiness probe to pass.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ DEFAULT_REGION = "default"
 SAMPLE_SECONDS = 1.0
 TIMELINE_SECONDS = 10.0
 ARRIVAL_WINDOW_SECONDS = 6.0  # calls taken per second are read over this window
+UNDRAIN_LAG_SECONDS = 5.0  # the downward-API refresh and a readiness probe period, at best
 # Events at the same instant: free slots and new pods first, arrivals last.
 CALL_END, POD_READY, POD_KILL, SAMPLE, TICK, ARRIVAL = range(6)
 
@@ -66,12 +74,36 @@ def read_trace(path: Path | str) -> list[Call]:
     return sorted(calls, key=lambda c: c.start)
 
 
+BASE_LATENCY_MS = 450.0
+LOAD_LATENCY_MS = 600.0
+
+
+def pod_latency_ms(calls: int, calls_per_pod: int) -> float:
+    """The voice latency of a call on a pod holding `calls` calls: flat until the pod runs hot,
+    450 ms + 600 ms x utilization^4, the curve `voiceop media-sim` produces (its pod overhead is
+    0.6 s x utilization^4 over a 0.45 s backend). Over an 800 ms SLO from 88% of callsPerPod."""
+    utilization = min(1.0, calls / calls_per_pod)
+    return BASE_LATENCY_MS + LOAD_LATENCY_MS * utilization**4
+
+
+def p95_latency_ms(pod_calls: Sequence[int], calls_per_pod: int) -> float:
+    """p95 over the calls in progress: each call has its pod's latency."""
+    total = sum(pod_calls)
+    if total == 0:
+        return BASE_LATENCY_MS
+    budget = 0.05 * total  # the slowest 5% of calls
+    for calls in sorted(pod_calls, reverse=True):
+        budget -= calls
+        if budget < 0:
+            return pod_latency_ms(calls, calls_per_pod)
+    return BASE_LATENCY_MS
+
+
 def latency_p95_ms(calls: int, serving_pods: int, calls_per_pod: int) -> float:
-    """A voice latency model: flat until pods run hot (450 ms + 600 ms x utilization^4)."""
+    """The p95 of calls spread evenly over `serving_pods` (the baselines' unit tests use it)."""
     if serving_pods == 0:
-        return 450.0
-    utilization = min(1.0, calls / (serving_pods * calls_per_pod))
-    return 450.0 + 600.0 * utilization**4
+        return BASE_LATENCY_MS
+    return pod_latency_ms(min(calls_per_pod, math.ceil(calls / serving_pods)), calls_per_pod)
 
 
 @dataclass
@@ -92,10 +124,12 @@ class RegionResult:
     pod_seconds: float = 0.0
     scale_events: int = 0
     time_to_capacity_s: float = 0.0
+    seconds: int = 0  # sampled seconds
+    seconds_over_slo: int = 0  # ...whose p95 latency was over the SLO
     timeline: list[tuple[float, int, int, int]] = field(default_factory=list)
 
 
-PLACEMENTS = ("spread", "fill")
+PLACEMENTS = ("spread", "fill", "fill-target")
 
 
 class RegionSim:
@@ -117,7 +151,8 @@ class RegionSim:
         self.pods: dict[str, SimPod] = {}
         self.replicas = 0
         self.result = RegionResult()
-        self.history: deque[tuple[float, int, int]] = deque()  # (time, calls, calls incl. terminating)
+        # (time, calls, calls incl. terminating, {pod: calls}) every second, for lagged metrics
+        self.history: deque[tuple[float, int, int, dict[str, int]]] = deque()
         self.arrivals: deque[float] = deque()  # arrival times of the last minute
         self._names = itertools.count()
         self._last_time = 0.0
@@ -173,13 +208,19 @@ class RegionSim:
     def view(self, now: float) -> RegionView:
         lag = self.autoscaler.metric_lag_seconds
         seen = [h for h in self.history if h[0] <= now - lag]
-        _, calls, with_terminating = seen[-1] if seen else (now, 0, 0)
-        serving = [p for p in self.pods.values() if p.state == "serving"]
+        _, calls, with_terminating, by_pod = seen[-1] if seen else (now, 0, 0, {})
+        # What the pipeline shows: each pod's calls as they were `lag` ago; a pod it has no
+        # sample of yet shows as starting (no metrics), as the HPA treats it.
         pods = [
-            PodView(p.name, p.state, len(p.calls), p.draining_since)  # type: ignore[arg-type]
+            PodView(
+                p.name,
+                p.state if not lag or p.name in by_pod else "starting",  # type: ignore[arg-type]
+                by_pod.get(p.name, 0) if lag else len(p.calls),
+                p.draining_since,
+            )
             for p in self.running()
         ]
-        p95 = latency_p95_ms(sum(len(p.calls) for p in serving), len(serving), self.config.calls_per_pod)
+        p95 = p95_latency_ms([len(p.calls) for p in self.running()], self.config.calls_per_pod)
         # What a counter of calls taken shows over the last ARRIVAL_WINDOW seconds, `lag` ago.
         seen_until = now - lag
         arrived = sum(1 for t in self.arrivals if seen_until - ARRIVAL_WINDOW_SECONDS < t <= seen_until)
@@ -204,7 +245,9 @@ class RegionSim:
     def apply_decision(self, decision: Decision, now: float, sim: Simulation) -> None:
         for name in decision.undrain:
             pod = self.pods[name]
-            pod.state, pod.draining_since = "serving", None
+            # Back in the serving set once its container has seen it (UNDRAIN_LAG_SECONDS).
+            pod.state, pod.draining_since = "starting", None
+            sim.push(now + UNDRAIN_LAG_SECONDS, POD_READY, (self, pod.name))
         for name in decision.drain:
             pod = self.pods[name]
             pod.state, pod.draining_since = "draining", now
@@ -241,7 +284,6 @@ class RegionSim:
 
     def place(self, call_id: int, call: Call, sim: Simulation) -> None:
         self.result.calls += 1
-        self.arrivals.append(call.start)
         while self.arrivals and self.arrivals[0] < call.start - 60.0:
             self.arrivals.popleft()
         open_pods = (
@@ -249,11 +291,19 @@ class RegionSim:
         )
         if self.placement == "fill":
             best = min(open_pods, key=lambda p: zlib.crc32(p.name.encode()), default=None)
+        elif self.placement == "fill-target":
+            # Fill to the target utilization first, in the fixed order; past it, only once
+            # every pod is at its target (the latency knee sits above the target).
+            candidates = list(open_pods)
+            soft = math.ceil(self.config.calls_per_pod * self.config.target_utilization)
+            under = [p for p in candidates if len(p.calls) < soft] or candidates
+            best = min(under, key=lambda p: zlib.crc32(p.name.encode()), default=None)
         else:
             best = min(open_pods, key=lambda p: len(p.calls), default=None)
         if best is None:
             self.result.rejected += 1
             return
+        self.arrivals.append(call.start)  # what voice_calls_total counts: calls a pod took
         best.calls.add(call_id)
         sim.push(call.start + call.duration, CALL_END, (self, best.name, call_id))
 
@@ -274,7 +324,11 @@ class RegionSim:
     def sample(self, now: float) -> None:
         running = sum(len(p.calls) for p in self.running())
         total = sum(len(p.calls) for p in self.pods.values())
-        self.history.append((now, running, total))
+        self.history.append((now, running, total, {p.name: len(p.calls) for p in self.running()}))
+        self.result.seconds += 1
+        p95 = p95_latency_ms([len(p.calls) for p in self.pods.values()], self.config.calls_per_pod)
+        if p95 > self.config.latency_slo_ms:
+            self.result.seconds_over_slo += 1
         if not self.timeline or now - self.timeline[-1][0] >= TIMELINE_SECONDS:
             self.timeline.append((now, total, len(self.pods), self.result.rejected))
         horizon = now - 60.0
@@ -382,6 +436,8 @@ def summarize(policy: str, results: dict[str, RegionResult]) -> dict[str, Any]:
         total.pod_seconds += result.pod_seconds
         total.scale_events += result.scale_events
         total.time_to_capacity_s = max(total.time_to_capacity_s, result.time_to_capacity_s)
+        total.seconds += result.seconds
+        total.seconds_over_slo += result.seconds_over_slo
     return {
         "policy": policy,
         "calls": total.calls,
@@ -391,6 +447,7 @@ def summarize(policy: str, results: dict[str, RegionResult]) -> dict[str, Any]:
         "pod_seconds": round(total.pod_seconds, 1),
         "scale_events": total.scale_events,
         "time_to_capacity_s": round(total.time_to_capacity_s, 1),
+        "over_slo_pct": round(100 * total.seconds_over_slo / total.seconds, 2) if total.seconds else 0.0,
         "regions": {
             name: {
                 "calls": r.calls,

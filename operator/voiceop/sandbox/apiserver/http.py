@@ -133,8 +133,12 @@ class ApiHandlers:
                 request.transport.close()  # no answer at all: the client sees the connection go
                 return web.Response(status=500)
             if injected is not None:
-                reason = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError"}.get(injected, "Error")
-                response = _error(ApiError(injected, reason, f"injected {injected} for {verb} {request.path}"))
+                reason = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError"}.get(
+                    injected, "Error"
+                )
+                response = _error(
+                    ApiError(injected, reason, f"injected {injected} for {verb} {request.path}")
+                )
                 if injected == 429:
                     response.headers["Retry-After"] = "1"
                 return response
