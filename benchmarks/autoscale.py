@@ -9,9 +9,10 @@ a clairvoyant policy that keeps the target utilization and holds pods for scaleD
 needs), and the share of seconds with p95 voice latency over the 800 ms SLO (the simulator's
 latency model: a pod's latency rises with its load).
 
-Rows: `builtin` as it ships (the SIP edge fills pods in a fixed order up to callsPerPod),
-`builtin fill-target` (fill each pod to the target utilization first: a placement the edge does
-not do yet), `builtin spread` (least-connections); the baselines as their users get them:
+Rows: `builtin` as it ships (the SIP edge fills pods in a fixed order, each to its target share
+of calls first and past it only when every pod is there), `builtin fill-full` (each pod filled
+to callsPerPod in turn: the edge before it knew targets; a full pod runs hot), `builtin spread`
+(least-connections); the baselines as their users get them:
 `hpa`, `keda` (voiceop's rendering: preStop drain, grace past the longest call), `hpa-plain`,
 `keda-plain` (a stock Deployment, 30 s grace), `kpa` (Knative), `agones`. Builtin runs at
 scaleDownDelaySeconds 300 and 60; the baselines at their own 300 s windows.
@@ -36,7 +37,7 @@ from voiceop.scaling.traces import HELD_OUT_SEEDS, SHAPES, TUNING_SEEDS, trace
 
 CONFIG = ScalingConfig(calls_per_pod=10, target_utilization=0.7, pod_startup_seconds=10.0, max_replicas=1000)
 BASELINES = ("hpa", "hpa-plain", "keda", "keda-plain", "kpa", "agones")
-BUILTINS = (("builtin", "fill"), ("builtin fill-target", "fill-target"), ("builtin spread", "spread"))
+BUILTINS = (("builtin", "fill-target"), ("builtin fill-full", "fill"), ("builtin spread", "spread"))
 
 
 def hold_bound(calls: list[Call], config: ScalingConfig) -> float:

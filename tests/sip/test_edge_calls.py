@@ -6,6 +6,9 @@ processes answering SIP. What a pod took is read from its own metrics.
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 from siplib import MediaPods, endpoints_of, routes_of
@@ -82,6 +85,58 @@ def test_calls_pack_onto_the_first_pod_rather_than_spreading(
     result = call(edge, [GB, IE], calls=6, hold_ms=2000)
     assert (result.successful, result.failed) == (6, 0), result.output
     assert media_pods.calls_taken()[EU_POD_A] == 6  # least-connections would give 3 and 3
+
+
+def test_pods_fill_to_their_target_share_first_then_up_to_calls_per_pod(
+    rendered_examples: list[dict[str, Any]], media_pods: MediaPods, edge_at: Any, tmp_path: Path
+) -> None:
+    """billing: callsPerPod 8, target utilization 0.7: 6 calls a pod in the first pass (a full
+    pod runs hot), up to 8 once every pod of every set of the route holds its 6."""
+    runtime = next(o for o in rendered_examples if o["metadata"]["name"] == "billing-runtime")
+    config = tmp_path / "runtime.json"
+    config.write_text(runtime["data"]["runtime.json"])
+    assert json.loads(config.read_text())["targetCallsPerPod"] == 6
+    addresses = {EU_POD_A: "127.0.10.2", EU_POD_B: "127.0.10.3"}
+    for name, address in addresses.items():
+        media_pods.start(name, address, 8, config, region="eu-west")
+    edge = edge_at(routes_of(rendered_examples), endpoints_of(media_pods, SERVICES))
+
+    def live() -> dict[str, float]:
+        return {name: media_pods.metric(name, "voice_active_calls") for name in addresses}
+
+    held = Callers(
+        (edge.address, edge.port),
+        BILLING,
+        [GB],
+        calls=7,
+        rate=50,
+        hold_ms=8000,
+        local_port=5090,
+        timeout_s=30,
+    ).start()
+    deadline = time.monotonic() + 5
+    while sum(live().values()) < 7:
+        assert time.monotonic() < deadline, live()
+        time.sleep(0.1)
+    assert live() == {EU_POD_A: 6, EU_POD_B: 1}  # filled to the target, not to 8 on pod a
+    # Nine more while those hold: pod b to its 6, then (no pod below its target, us-east has
+    # none in this world) a and b up to 8.
+    more = Callers(
+        (edge.address, edge.port),
+        BILLING,
+        [GB],
+        calls=9,
+        rate=50,
+        hold_ms=3000,
+        local_port=5091,
+        timeout_s=30,
+    ).start()
+    deadline = time.monotonic() + 5
+    while sum(live().values()) < 16:
+        assert time.monotonic() < deadline, live()
+        time.sleep(0.1)
+    assert live() == {EU_POD_A: 8, EU_POD_B: 8}
+    assert more.wait().failed == 0 and held.wait().failed == 0
 
 
 def test_a_region_with_no_ready_pod_fails_over_to_the_next_region(

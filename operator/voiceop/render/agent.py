@@ -9,6 +9,7 @@ model, a failover or a new prompt never rolls a pod.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,11 @@ def quantity(value: float) -> str:
     """A Kubernetes quantity for a metric target: 7.0 -> "7", 3.5 -> "3500m"."""
     milli = round(value * 1000)
     return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
+def target_calls_per_pod(calls_per_pod: int, target_utilization: float) -> int:
+    """A pod's share of calls at the target utilization (at least one)."""
+    return max(1, math.ceil(round(calls_per_pod * target_utilization, 6)))
 
 
 def credential_env_names(backends: Sequence[AIBackend]) -> dict[str, str]:
@@ -69,6 +75,8 @@ def runtime_config(
             for backend in backends
         ],
         "callsPerPod": spec.capacity.calls_per_pod,
+        # What the edge fills each pod to before it fills any past it (X-Voiceop-Fill: target).
+        "targetCallsPerPod": target_calls_per_pod(spec.capacity.calls_per_pod, spec.scaling.target_utilization),
         "latencySLO": spec.scaling.latency_slo.to_wire(),
     }
     for backend in config["backends"]:

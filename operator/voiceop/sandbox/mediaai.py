@@ -62,6 +62,7 @@ class RuntimeConfig:
     active: Backend | None
     fallback: Fallback
     backends: tuple[tuple[str, str], ...] = ()  # (name, model) of every backend, in failover order
+    target_calls_per_pod: int | None = None  # the edge's first fill: calls a pod takes at target
 
     @staticmethod
     def parse(text: str, region: str) -> RuntimeConfig:
@@ -82,7 +83,8 @@ class RuntimeConfig:
             int(raw.get("overBudgetTurns", 2)),
         )
         listed = tuple((b["name"], b.get("model", "")) for b in config.get("backends") or [])
-        return RuntimeConfig(active, fallback, listed)
+        target = config.get("targetCallsPerPod")
+        return RuntimeConfig(active, fallback, listed, int(target) if target else None)
 
 
 NO_CONFIG = RuntimeConfig(None, NO_FALLBACK)

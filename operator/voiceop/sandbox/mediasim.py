@@ -112,17 +112,22 @@ class MediaPod:
     def accepting(self) -> bool:
         return not (self.out_of_service or self.stopping)
 
-    def refusal(self) -> tuple[int, str] | None:
-        """The SIP answer to a new call when it cannot be taken: draining 503, full 486."""
+    def refusal(self, fill_to_target: bool = False) -> tuple[int, str] | None:
+        """The SIP answer to a new call when it cannot be taken: draining 503, full 486; and,
+        when the edge fills pods to their target first (X-Voiceop-Fill: target), 486 at the
+        target share of calls, so that the call goes to a pod below it."""
         if not self.accepting:
             return (503, "Service Unavailable")
         if len(self.calls) >= self.slots:
             return (486, "Busy Here")
+        target = self.ai.config.target_calls_per_pod
+        if fill_to_target and target is not None and len(self.calls) >= target:
+            return (486, "Busy Here (at target)")
         return None
 
-    async def admit(self, call_id: str) -> Admission:
+    async def admit(self, call_id: str, fill_to_target: bool = False) -> Admission:
         """Before answering: a slot, and a backend that answers (else the fallback decides)."""
-        refusal = self.refusal()
+        refusal = self.refusal(fill_to_target)
         if refusal is not None:
             return Admission(refusal=refusal)
         if await self.ai.available():

@@ -46,8 +46,8 @@ class Admitted(Protocol):
 class CallSlots(Protocol):
     """What the SIP side needs of a media pod (mediasim.MediaPod)."""
 
-    def refusal(self) -> tuple[int, str] | None: ...
-    async def admit(self, call_id: str) -> Admitted: ...
+    def refusal(self, fill_to_target: bool = False) -> tuple[int, str] | None: ...
+    async def admit(self, call_id: str, fill_to_target: bool = False) -> Admitted: ...
     def open_dialog(
         self,
         call_id: str,
@@ -64,6 +64,7 @@ logger = logging.getLogger("voiceop.media-sim")
 SUPPORTED_CODECS = [0, 8]  # PCMU, PCMA
 RTP_PORT = 40000  # advertised only: the stand-in carries signalling, not audio
 TRANSFER_ANSWER_S = 4.0  # a REFER not accepted within this stays with the AI
+FILL_HEADER = "x-voiceop-fill"
 _DIGIT = re.compile(r"(?:^|\n)\s*(?:Signal\s*=\s*)?([0-9*#])\s*(?:\r?\n|$)", re.IGNORECASE)
 
 
@@ -201,15 +202,17 @@ class SipFrontend:
         call.accept(answer)
 
     def _on_invite(self, call: IncomingCall) -> None:
-        refusal = self.pod.refusal()
+        # The edge's first pass fills pods to their target share only (FILL_HEADER: target).
+        to_target = (call.invite.get_header(FILL_HEADER) or "").strip().lower() == "target"
+        refusal = self.pod.refusal(to_target)
         if refusal is not None:
             call.reject(*refusal)
             return
         # Asking the backend takes a round trip: the caller has had its 100 Trying meanwhile.
-        asyncio.get_running_loop().create_task(self._admit(call))
+        asyncio.get_running_loop().create_task(self._admit(call, to_target))
 
-    async def _admit(self, call: IncomingCall) -> None:
-        admission = await self.pod.admit(call.call_id)
+    async def _admit(self, call: IncomingCall, to_target: bool) -> None:
+        admission = await self.pod.admit(call.call_id, to_target)
         if admission.redirect is not None:
             self._redirect(call, handoff_uri(admission.redirect, self._edge_host(call)))
             return

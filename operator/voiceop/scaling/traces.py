@@ -32,7 +32,8 @@ Rate = Callable[[float], float]
 
 
 def _arrivals(rate: Rate, peak: float, length: float, rng: random.Random) -> list[float]:
-    times, t = [], 0.0
+    times: list[float] = []
+    t = 0.0
     while True:
         t += rng.expovariate(peak)
         if t >= length:
