@@ -785,3 +785,17 @@ def test_kubectl_wait_for_ready(
     assert re.search(r"^billing\s+\d+\s+\d+\s+\d+\s+openai-realtime\s+True\s", shown.stdout, re.M), (
         shown.stdout
     )
+
+
+def test_watch_events_are_handled_on_the_event_loop_not_in_kopfs_threads() -> None:
+    """kopf runs plain-function handlers in a thread pool: the cache and the work queue are
+    the event loop's, so an event handler that is not a coroutine races every reconcile (the
+    chaos benchmark saw 'dictionary changed size during iteration')."""
+    import inspect
+
+    from voiceop.handlers.registry import build_registry
+
+    registry = build_registry(OperatorRuntime())
+    handlers = [h for h in registry._watching.get_all_handlers() if h.id.startswith("observe-")]
+    assert len(handlers) >= 10
+    assert all(inspect.iscoroutinefunction(h.fn) for h in handlers)

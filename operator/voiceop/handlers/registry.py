@@ -42,8 +42,12 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
         """Stop the reconciler and close connections."""
         await runtime.stop()
 
-    def observe(event: kopf.RawEvent, **_: Any) -> None:
-        """A watch event of voiceop's kinds or of a child: into the cache, then the queue."""
+    async def observe(event: kopf.RawEvent, **_: Any) -> None:
+        """A watch event of voiceop's kinds or of a child: into the cache, then the queue.
+
+        A coroutine, so that kopf runs it on the event loop: kopf runs plain functions in a
+        thread pool, where this one once changed the cache while a reconcile iterated it
+        ("dictionary changed size during iteration", found by benchmarks/chaos.py)."""
         runtime.observe(dict(event))
 
     for name in VOICEOP_KINDS:

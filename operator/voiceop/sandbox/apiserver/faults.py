@@ -27,13 +27,17 @@ class FaultsAndCounts:
         with self._lock:
             self._random_faults = (rate, codes, random.Random(seed)) if rate > 0 else None
 
-    def random_fault(self) -> int | None:
-        """The code this request fails with, or None."""
+    def random_fault(self, verb: str) -> int | None:
+        """The code this request fails with, or None. A 409 only ever answers a write, as on
+        kube-apiserver (a conflict is about what a write would overwrite)."""
         with self._lock:
             if self._random_faults is None:
                 return None
             rate, codes, rng = self._random_faults
-            return rng.choice(codes) if rng.random() < rate else None
+            if rng.random() >= rate:
+                return None
+            possible = [c for c in codes if c != 409 or verb not in ("get", "list", "watch")]
+            return rng.choice(possible) if possible else None
 
     def fail_next(self, verb: str, *, code: int = 409, count: int = 1, plural: str | None = None) -> None:
         """The next `count` requests with this HTTP verb (and plural) answer `code`."""

@@ -127,7 +127,7 @@ class ApiHandlers:
             target = self._target(group, version, path)
             verb = self._verb(request, target)
             self.store.count_request(verb, request.path)
-            injected = self.store.random_fault()
+            injected = self.store.random_fault(verb)
             if injected == self.store.DROPPED:
                 assert request.transport is not None
                 request.transport.close()  # no answer at all: the client sees the connection go
