@@ -100,7 +100,11 @@ class World:
                 "stringData": {"api-key": self.secret_value},
             }
         )
-        objects += [o for o in (copy.deepcopy(x) for x in self.examples) if o["kind"] == "Region"]
+        for region in (copy.deepcopy(x) for x in self.examples if x["kind"] == "Region"):
+            # No capacity cap: hundreds of churned agents would fill it, and a region a new agent
+            # gets no pods in is (rightly) left out of its routes, which an offline render cannot know.
+            region["spec"].pop("capacity", None)
+            objects.append(region)
         for obj in (copy.deepcopy(x) for x in self.examples if x["kind"] == "AIBackend"):
             obj["metadata"]["namespace"] = NS
             obj["spec"].pop("healthCheck", None)  # nothing to probe: only loopback traffic
@@ -216,6 +220,11 @@ class Check:
     orphans: int = 0
     duplicates: int = 0
     lagging_status: int = 0
+    examples: list[str] = field(default_factory=list)  # what is off, for the report
+
+    def __str__(self) -> str:
+        counts = f"missing {self.missing}, stale {self.stale}, orphans {self.orphans}, duplicates {self.duplicates}, lagging {self.lagging_status}"
+        return f"{counts}: {'; '.join(self.examples[:3])}"
 
     @property
     def converged(self) -> bool:
@@ -255,8 +264,10 @@ def check(loopback: Loopback) -> Check:
         found = live.get(key)
         if found is None:
             result.missing += 1
+            result.examples.append(f"missing {key[0]}/{key[1]}")
         elif not is_subset({k: v for k, v in desired.items() if k in ("spec", "data")}, found):
             result.stale += 1
+            result.examples.append(f"stale {key[0]}/{key[1]}")
     result.orphans = sum(1 for key in live if key not in expected)
     seen: dict[tuple[str, str], int] = {}
     for (kind, _), item in live.items():

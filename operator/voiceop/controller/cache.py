@@ -39,6 +39,25 @@ class Seen:
         return str(self.raw["metadata"]["name"])
 
 
+def _newer(raw: Raw, known: Raw) -> bool:
+    """Whether `raw` is a later version of the object than `known`.
+
+    resourceVersions are opaque by contract; kube-apiserver's (and the loopback server's) are
+    etcd revisions, decimal integers that grow with every write, so two of the same object
+    compare by number. An object deleted and created again has a new uid: always newer. What
+    does not parse as a number is taken as newer, the behaviour before this comparison.
+    """
+    if (raw["metadata"].get("uid") or "") != (known["metadata"].get("uid") or ""):
+        return True
+    mine, theirs = raw["metadata"].get("resourceVersion"), known["metadata"].get("resourceVersion")
+    if mine == theirs:
+        return False
+    try:
+        return int(str(mine)) > int(str(theirs))
+    except ValueError:
+        return True
+
+
 def _key(raw: Raw) -> tuple[str, str]:
     meta = raw["metadata"]
     return (meta.get("namespace") or "", meta["name"])
@@ -52,20 +71,27 @@ class ClusterCache:
     # --- feeding --------------------------------------------------------------------------
 
     def upsert(self, raw: Raw) -> None:
+        """An object as a watch event or a write's answer brought it; never over a newer one.
+
+        A write's answer can arrive after the watch event of a later change (another writer, a
+        controller's status): kept, it would turn the cache back (the chaos benchmark saw a
+        Deployment's readyReplicas go back to 0, and the routes left its region out for good).
+        """
         kind = raw["kind"]
         if kind in VOICEOP_KINDS:
             key = _key(raw)
             previous = self.objects[kind].get(key)
-            if previous is not None and previous.raw["metadata"].get("resourceVersion") == raw[
-                "metadata"
-            ].get("resourceVersion"):
+            if previous is not None and not _newer(raw, previous.raw):
                 return
             try:
                 self.objects[kind][key] = Seen(raw, parse_object(raw))
             except InvalidObject as invalid:
                 self.objects[kind][key] = Seen(raw, None, tuple(invalid.errors))
         elif kind in WATCHED_CHILD_KINDS:
-            self.children[kind][_key(raw)] = raw
+            key = _key(raw)
+            known = self.children[kind].get(key)
+            if known is None or _newer(raw, known):
+                self.children[kind][key] = raw
 
     def upsert_if_absent(self, raw: Raw) -> None:
         """From an initial listing: never over a version a watch event has already brought."""

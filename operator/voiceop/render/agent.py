@@ -76,7 +76,9 @@ def runtime_config(
         ],
         "callsPerPod": spec.capacity.calls_per_pod,
         # What the edge fills each pod to before it fills any past it (X-Voiceop-Fill: target).
-        "targetCallsPerPod": target_calls_per_pod(spec.capacity.calls_per_pod, spec.scaling.target_utilization),
+        "targetCallsPerPod": target_calls_per_pod(
+            spec.capacity.calls_per_pod, spec.scaling.target_utilization
+        ),
         "latencySLO": spec.scaling.latency_slo.to_wire(),
     }
     for backend in config["backends"]:
