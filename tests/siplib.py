@@ -24,7 +24,7 @@ from voiceop.inputs.files import write_files
 from voiceop.render.edge.config import MediaEndpoint, edge_files, routes_of_configmap
 from voiceop.sandbox.mediasim import media_sim_command
 from voiceop.sandbox.pods import http_get
-from voiceop.sandbox.sip import CallerResult, Callers, KamailioEdge, SyncedEdge
+from voiceop.sandbox.sip import CallerResult, Callers, KamailioEdge, SyncedEdge, stop_running_callers
 
 NUMBER = "+35315550000"  # the endpoint of call_world
 METRICS_PORT = 9090
@@ -48,6 +48,13 @@ def set_backend(stand_in: Any, name: str, mode: str, delay_s: float | None = Non
 
     stand_in.set(name, mode, delay_s)
     time.sleep(FRESH_S)
+
+
+@pytest.fixture(autouse=True)
+def no_callers_left_running() -> Iterator[None]:
+    """A test that fails while its callers hold calls leaves no sipp holding a port for the next."""
+    yield
+    stop_running_callers()
 
 
 def require_sip_tools() -> None:

@@ -91,14 +91,15 @@ def test_pods_fill_to_their_target_share_first_then_up_to_calls_per_pod(
     rendered_examples: list[dict[str, Any]], media_pods: MediaPods, edge_at: Any, tmp_path: Path
 ) -> None:
     """billing: callsPerPod 8, target utilization 0.7: 6 calls a pod in the first pass (a full
-    pod runs hot), up to 8 once every pod of every set of the route holds its 6."""
+    pod runs hot), up to 8 once every pod of the caller's region holds its 6, and only then the
+    next region of the route (an idle us-east pod takes nothing before eu-west is full)."""
     runtime = next(o for o in rendered_examples if o["metadata"]["name"] == "billing-runtime")
     config = tmp_path / "runtime.json"
     config.write_text(runtime["data"]["runtime.json"])
     assert json.loads(config.read_text())["targetCallsPerPod"] == 6
-    addresses = {EU_POD_A: "127.0.10.2", EU_POD_B: "127.0.10.3"}
+    addresses = {EU_POD_A: "127.0.10.2", EU_POD_B: "127.0.10.3", US_POD: "127.0.10.4"}
     for name, address in addresses.items():
-        media_pods.start(name, address, 8, config, region="eu-west")
+        media_pods.start(name, address, 8, config, region="us-east" if name == US_POD else "eu-west")
     edge = edge_at(routes_of(rendered_examples), endpoints_of(media_pods, SERVICES))
 
     def live() -> dict[str, float]:
@@ -118,9 +119,9 @@ def test_pods_fill_to_their_target_share_first_then_up_to_calls_per_pod(
     while sum(live().values()) < 7:
         assert time.monotonic() < deadline, live()
         time.sleep(0.1)
-    assert live() == {EU_POD_A: 6, EU_POD_B: 1}  # filled to the target, not to 8 on pod a
-    # Nine more while those hold: pod b to its 6, then (no pod below its target, us-east has
-    # none in this world) a and b up to 8.
+    assert live() == {EU_POD_A: 6, EU_POD_B: 1, US_POD: 0}  # filled to the target, not to 8 on pod a
+    # Nine more while those hold: pod b to its 6, then (no eu-west pod below its target) a and b
+    # up to 8, not the idle pod of us-east: callers stay in their region while it has room.
     more = Callers(
         (edge.address, edge.port),
         BILLING,
@@ -135,7 +136,10 @@ def test_pods_fill_to_their_target_share_first_then_up_to_calls_per_pod(
     while sum(live().values()) < 16:
         assert time.monotonic() < deadline, live()
         time.sleep(0.1)
-    assert live() == {EU_POD_A: 8, EU_POD_B: 8}
+    assert live() == {EU_POD_A: 8, EU_POD_B: 8, US_POD: 0}
+    # eu-west full: the next region of the route.
+    assert call(edge, [GB], calls=1, hold_ms=100, port=5092).successful == 1
+    assert media_pods.metric(US_POD, "voice_calls_total") == 1
     assert more.wait().failed == 0 and held.wait().failed == 0
 
 

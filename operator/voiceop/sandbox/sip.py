@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -179,6 +180,24 @@ def _duration_ms(text: str) -> float:
     return float(text) * 1000 if text.strip() else 0.0
 
 
+# Callers started and not yet waited for: a test that fails while its callers hold calls must
+# not leave sipp holding its port for the next test (stop_running_callers).
+_RUNNING: weakref.WeakSet[Callers] = weakref.WeakSet()
+
+
+def stop_running_callers() -> int:
+    """Kill every sipp caller still running; how many there were."""
+    stopped = 0
+    for callers in list(_RUNNING):
+        process = callers.process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.communicate()
+            stopped += 1
+        _RUNNING.discard(callers)
+    return stopped
+
+
 class Callers:
     """sipp as callers, placing `calls` calls to `called` through an edge."""
 
@@ -281,6 +300,7 @@ class Callers:
             stdin=subprocess.DEVNULL,
             text=True,
         )
+        _RUNNING.add(self)
         return self
 
     def wait(self) -> CallerResult:
@@ -290,6 +310,8 @@ class Callers:
         except subprocess.TimeoutExpired:
             self.process.kill()
             output, _ = self.process.communicate()
+        finally:
+            _RUNNING.discard(self)
         return self._result(self.process.returncode, output)
 
     def run(self) -> CallerResult:
