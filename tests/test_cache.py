@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from voiceop.controller.cache import ClusterCache
 
 
@@ -31,3 +34,51 @@ def test_an_object_made_again_replaces_the_old_one_whatever_its_version() -> Non
     cache.upsert(deployment("500", ready=2))
     cache.upsert(deployment("7", ready=0, uid="u-2"))  # deleted and made again (a restored backup)
     assert cache.child("Deployment", "cc", "billing-eu-west")["metadata"]["uid"] == "u-2"
+
+
+def child(kind: str, name: str, version: int, agent: str | None, managed: bool = True) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "voiceop"} if managed else {}
+    if agent is not None:
+        labels["voiceop.dev/agent"] = agent
+    return {
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "cc", "uid": f"u-{name}", "resourceVersion": str(version),
+                     "labels": labels},
+    }  # fmt: skip
+
+
+def scanned(cache: ClusterCache, namespace: str, agent: str) -> dict[tuple[str, str], Any]:
+    """What children_of must answer: every non-Pod child labelled with the agent, by a full scan."""
+    return {
+        (kind, name): raw
+        for kind, table in cache.children.items()
+        if kind != "Pod"
+        for (ns, name), raw in table.items()
+        if ns == namespace
+        and raw["metadata"]["labels"].get("voiceop.dev/agent") == agent
+        and raw["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "voiceop"
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["upsert", "remove"]),
+            st.sampled_from(["Deployment", "Service", "ConfigMap", "Pod"]),
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(["billing", "support", None]),
+            st.booleans(),
+        ),
+        max_size=40,
+    )
+)
+def test_an_agents_children_are_what_a_full_scan_finds_through_relabels_and_deletes(
+    events: list[tuple[str, str, str, str | None, bool]],
+) -> None:
+    cache = ClusterCache()
+    for version, (action, kind, name, agent, managed) in enumerate(events, start=1):
+        raw = child(kind, name, version, agent, managed)
+        cache.upsert(raw) if action == "upsert" else cache.remove(raw)
+        for owner in ("billing", "support"):
+            assert cache.children_of("cc", owner) == scanned(cache, "cc", owner)

@@ -257,6 +257,25 @@ def test_changing_a_backend_changes_only_the_runtime_configmap(
     assert changed == {("ConfigMap", "billing-runtime")}
 
 
+def test_a_child_edited_by_someone_else_is_put_back_every_time(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    """A field voiceop sets, changed out of band, is applied back; again after a second edit
+    (the compare is remembered per live version, never past one)."""
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
+    settle(operator)
+    original = cluster.get("ConfigMap", NS, "billing-runtime", "v1")["data"]["runtime.json"]
+    for attempt in ("{}", '{"edited": 2}'):
+        cluster.patch(
+            "ConfigMap", NS, "billing-runtime", {"data": {"runtime.json": attempt}}, api_version="v1"
+        )
+        wait_for(
+            lambda: cluster.get("ConfigMap", NS, "billing-runtime", "v1")["data"]["runtime.json"] == original,
+            what=f"the runtime ConfigMap put back after {attempt}",
+        )
+
+
 def test_removing_a_region_deletes_its_children(
     cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
 ) -> None:

@@ -11,7 +11,7 @@ from voiceop.api.references import agent_reference_errors
 from voiceop.api.v1alpha1 import VoiceAgent
 from voiceop.backends import active_backend, backend_available
 from voiceop.controller.cache import ClusterCache, Raw, Seen
-from voiceop.controller.diff import stamped, up_to_date
+from voiceop.controller.diff import UpToDateMemo, stamped
 from voiceop.controller.signals import RegionSignals, last_reported
 from voiceop.controller.status_writer import StatusWriter
 from voiceop.handoffs import DEFAULT_WINDOW_SECONDS, HandoffWindow, handoffs_high, handoffs_status
@@ -36,11 +36,13 @@ class AgentReconciler:
     # (namespace, agent) -> (fingerprint of the inputs, stamped children): renders are reused
     # while nothing they depend on changed, so the many events of a rollout cost no re-render.
     _rendered: dict[tuple[str, str], tuple[tuple[Any, ...], list[Raw]]] = field(default_factory=dict)
+    _compared: UpToDateMemo = field(default_factory=UpToDateMemo)
 
     async def reconcile(self, namespace: str, name: str) -> None:
         seen = self.cache.seen("VoiceAgent", namespace, name)
         if seen is None or seen.raw["metadata"].get("deletionTimestamp"):
             self._rendered.pop((namespace, name), None)
+            self._compared.forget((namespace, name))
             return  # gone: the garbage collector removes its children (ownerReferences)
         if seen.resource is None:
             await self.status.refuse(seen, "InvalidSpec", seen.errors)
@@ -96,7 +98,9 @@ class AgentReconciler:
         live = self.cache.children_of(namespace, name)
         changed = []
         for child in desired:
-            if up_to_date(child, live.get((child["kind"], child["metadata"]["name"]))):
+            if self._compared.check(
+                (namespace, name), child, live.get((child["kind"], child["metadata"]["name"]))
+            ):
                 continue
             self.cache.upsert(await self.client.apply(child))
             changed.append(f"{child['kind']}/{child['metadata']['name']}")
@@ -108,6 +112,7 @@ class AgentReconciler:
             if (kind, child_name) not in wanted and uid in owners:
                 await self.client.delete(KINDS[kind], namespace, child_name)
                 self.cache.remove(raw)
+                self._compared.forget((namespace, name), (kind, child_name))
                 pruned.append(f"{kind}/{child_name}")
         if changed:
             await self.client.post_event(seen.raw, "Normal", "Applied", "applied " + ", ".join(changed))

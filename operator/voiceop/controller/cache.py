@@ -63,10 +63,27 @@ def _key(raw: Raw) -> tuple[str, str]:
     return (meta.get("namespace") or "", meta["name"])
 
 
+def _owning_agent(kind: str, raw: Raw | None) -> str | None:
+    """The agent whose child this is: labelled with it and managed by voiceop (pods are the
+    ReplicaSet's, not voiceop's)."""
+    if raw is None or kind == "Pod":
+        return None
+    labels = raw["metadata"].get("labels") or {}
+    if labels.get(MANAGED_BY) != "voiceop":
+        return None
+    agent = labels.get(AGENT_LABEL)
+    return agent if isinstance(agent, str) else None
+
+
 @dataclass
 class ClusterCache:
     objects: dict[str, dict[tuple[str, str], Seen]] = field(default_factory=lambda: defaultdict(dict))
     children: dict[str, dict[tuple[str, str], Raw]] = field(default_factory=lambda: defaultdict(dict))
+    # (namespace, agent) -> {(kind, name): child}: voiceop's children of each agent, kept with
+    # `children` so a reconcile reads its own and does not scan every child of the cluster.
+    _by_agent: dict[tuple[str, str], dict[tuple[str, str], Raw]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
 
     # --- feeding --------------------------------------------------------------------------
 
@@ -92,6 +109,7 @@ class ClusterCache:
             known = self.children[kind].get(key)
             if known is None or _newer(raw, known):
                 self.children[kind][key] = raw
+                self._reindex(kind, key, known, raw)
 
     def upsert_if_absent(self, raw: Raw) -> None:
         """From an initial listing: never over a version a watch event has already brought."""
@@ -101,8 +119,26 @@ class ClusterCache:
 
     def remove(self, raw: Raw) -> None:
         kind = raw["kind"]
-        table = self.objects if kind in VOICEOP_KINDS else self.children
-        table[kind].pop(_key(raw), None)
+        if kind in VOICEOP_KINDS:
+            self.objects[kind].pop(_key(raw), None)
+            return
+        known = self.children[kind].pop(_key(raw), None)
+        if known is not None:
+            self._reindex(kind, _key(raw), known, None)
+
+    def _reindex(self, kind: str, key: tuple[str, str], old: Raw | None, new: Raw | None) -> None:
+        """Move a child between agents' entries as its labels say (they may change)."""
+        for raw, keep in ((old, False), (new, True)):
+            agent = _owning_agent(kind, raw)
+            if agent is None:
+                continue
+            entries = self._by_agent[(key[0], agent)]
+            if keep:
+                entries[(kind, key[1])] = raw  # type: ignore[assignment]
+            else:
+                entries.pop((kind, key[1]), None)
+                if not entries:
+                    del self._by_agent[(key[0], agent)]
 
     def keys_of(self, kind: str) -> set[tuple[str, str]]:
         table = self.objects if kind in VOICEOP_KINDS else self.children
@@ -148,20 +184,8 @@ class ClusterCache:
         )
 
     def children_of(self, namespace: str, agent: str) -> dict[tuple[str, str], Raw]:
-        """Children labelled with the agent, by (kind, name)."""
-        found = {}
-        for kind, table in self.children.items():
-            if kind == "Pod":
-                continue  # made by the ReplicaSet, not by voiceop
-            for (ns, name), raw in table.items():
-                labels = raw["metadata"].get("labels") or {}
-                if (
-                    ns == namespace
-                    and labels.get(AGENT_LABEL) == agent
-                    and labels.get(MANAGED_BY) == "voiceop"
-                ):
-                    found[(kind, name)] = raw
-        return found
+        """Children labelled with the agent (and managed by voiceop), by (kind, name)."""
+        return dict(self._by_agent.get((namespace, agent), {}))
 
     def child(self, kind: str, namespace: str, name: str) -> Raw | None:
         return self.children[kind].get((namespace, name))

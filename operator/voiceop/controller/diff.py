@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from voiceop.api.list_keys import entry_key, map_keys
@@ -49,3 +50,46 @@ def up_to_date(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
         return False
     hash_live = (live["metadata"].get("annotations") or {}).get(APPLIED_HASH)
     return hash_live == desired["metadata"]["annotations"][APPLIED_HASH] and is_subset(desired, live)
+
+
+ChildKey = tuple[str, str]  # (kind, name)
+
+
+@dataclass
+class UpToDateMemo:
+    """`up_to_date` answers remembered per agent, child and live version.
+
+    The answer is a function of the stamped desired object (its hash covers all of it) and the
+    live one (any change to it changes its resourceVersion; a new object has a new uid), so a
+    reconcile that meets the same pair again, as the many events of a rollout make it do, skips
+    the deep compare. Nothing else is kept: a different hash or version is compared afresh.
+    """
+
+    _known: dict[tuple[str, str], dict[ChildKey, tuple[Any, Any, str]]] = field(default_factory=dict)
+
+    def check(self, owner: tuple[str, str], desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+        if live is None:
+            return False
+        meta = live["metadata"]
+        version = (
+            meta.get("uid"),
+            meta.get("resourceVersion"),
+            desired["metadata"]["annotations"][APPLIED_HASH],
+        )
+        key = (desired["kind"], desired["metadata"]["name"])
+        known = self._known.setdefault(owner, {})
+        if version[1] is not None and known.get(key) == version:
+            return True
+        fresh = up_to_date(desired, live)
+        if fresh and version[1] is not None:
+            known[key] = version
+        else:
+            known.pop(key, None)
+        return fresh
+
+    def forget(self, owner: tuple[str, str], child: ChildKey | None = None) -> None:
+        """A pruned child, or (child None) an agent that is gone."""
+        if child is None:
+            self._known.pop(owner, None)
+        else:
+            self._known.get(owner, {}).pop(child, None)
