@@ -333,3 +333,16 @@ def test_a_pod_drained_and_serving_again_does_not_count_its_age_as_start_up() ->
     assert times.observe(again) == 4.0
     assert times.observe([pod("b", "2026-11-27T10:01:24Z")]) == 4.0  # a is gone, b is still known
     assert times.seconds.keys() == {"b"}
+
+
+def test_the_scaler_plans_a_tick_past_the_start_up_it_learned() -> None:
+    """A new pod serves only when the readiness gate opens, on the tick after its containers
+    are ready: the scaler plans that far ahead (the demo's 1 s pods took 3 s to serve)."""
+    from voiceop.controller.scaler import DEFAULT_STARTUP_SECONDS, Scaler, StartupTimes
+
+    scaler = Scaler.__new__(Scaler)  # startup_of reads only these two fields
+    scaler.tick_seconds, scaler.startup = 2.0, {}
+    key = ("cc", "billing", "eu-west")
+    assert scaler.startup_of(key) == DEFAULT_STARTUP_SECONDS  # nothing learned yet
+    scaler.startup[key] = StartupTimes(median=1.0)
+    assert scaler.startup_of(key) == 3.0

@@ -266,9 +266,12 @@ class Scaler:
         )
 
     def startup_of(self, key: tuple[str, str, str]) -> float:
-        """What this region's pods took to start, once seen (until then the 10 s default)."""
+        """How long a pod asked for now takes to serve: what this region's pods took to start,
+        once seen (until then the 10 s default), and a tick, since the readiness gate opens on
+        the tick after the pod's containers are ready (the demo's 1 s pods took 3 s to serve,
+        and a burst filled the pods meanwhile)."""
         learned = self.startup[key].median if key in self.startup else None
-        return DEFAULT_STARTUP_SECONDS if learned is None else max(1.0, learned)
+        return DEFAULT_STARTUP_SECONDS if learned is None else max(1.0, learned) + self.tick_seconds
 
     async def read(self, agent: VoiceAgent, region: str, pods: Sequence[Raw]) -> Reading:
         metrics = agent.spec.scaling.metrics
