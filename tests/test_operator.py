@@ -79,7 +79,7 @@ def is_ready(cluster: Cluster, name: str) -> bool:
     )
 
 
-def ready_because(cluster: Cluster, name: str, reason: str, timeout: float = 15.0) -> dict[str, Any]:
+def ready_because(cluster: Cluster, name: str, reason: str, timeout: float = 60.0) -> dict[str, Any]:
     """The agent's Ready condition, once its reason is `reason`."""
     return wait_for(
         lambda: (
