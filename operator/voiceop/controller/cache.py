@@ -128,17 +128,14 @@ class ClusterCache:
 
     def _reindex(self, kind: str, key: tuple[str, str], old: Raw | None, new: Raw | None) -> None:
         """Move a child between agents' entries as its labels say (they may change)."""
-        for raw, keep in ((old, False), (new, True)):
-            agent = _owning_agent(kind, raw)
-            if agent is None:
-                continue
-            entries = self._by_agent[(key[0], agent)]
-            if keep:
-                entries[(kind, key[1])] = raw  # type: ignore[assignment]
-            else:
-                entries.pop((kind, key[1]), None)
-                if not entries:
-                    del self._by_agent[(key[0], agent)]
+        namespace, name = key
+        if (was := _owning_agent(kind, old)) is not None:
+            entries = self._by_agent.get((namespace, was), {})
+            entries.pop((kind, name), None)
+            if not entries:
+                self._by_agent.pop((namespace, was), None)
+        if new is not None and (now := _owning_agent(kind, new)) is not None:
+            self._by_agent[(namespace, now)][(kind, name)] = new
 
     def keys_of(self, kind: str) -> set[tuple[str, str]]:
         table = self.objects if kind in VOICEOP_KINDS else self.children
