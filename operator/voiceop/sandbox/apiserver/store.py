@@ -53,6 +53,7 @@ class Store(FaultsAndCounts, Watching):
         self._log: deque[WatchEvent] = deque(maxlen=EVENT_LOG_SIZE)
         self._watches: set[Watch] = set()
         self._faults: dict[str, list[tuple[int, int, str | None]]] = {}
+        self._admissions: dict[tuple[str, str, str], tuple[dict[str, Any] | None, Admission]] = {}
         self.request_counts: dict[str, int] = {}
         self.request_log: deque[tuple[str, str]] = deque(maxlen=2000)  # (verb, path), newest last
         # Stand-ins for controllers (see controllers.py): called after every change, under the lock.
@@ -160,7 +161,7 @@ class Store(FaultsAndCounts, Watching):
         if rtype.schema is None:
             return obj
         spec_and_more = {k: v for k, v in obj.items() if k != "status"}
-        defaulted, errors = _admission_for(rtype).admit(spec_and_more)
+        defaulted, errors = self._admission_for(rtype).admit(spec_and_more)
         if errors:
             name = obj.get("metadata", {}).get("name", "")
             causes = [{"reason": "FieldValueInvalid", "message": e.message, "field": e.path} for e in errors]
@@ -169,6 +170,16 @@ class Store(FaultsAndCounts, Watching):
         if "status" in obj:
             defaulted["status"] = obj["status"]
         return defaulted
+
+    def _admission_for(self, rtype: ResourceType) -> Admission:
+        """The admission of a kind's current schema, built once per schema. Keyed by kind and
+        checked by identity against the schema it holds (which keeps that schema alive): an id()
+        key alone was reused by a freed schema of another kind, and judged objects by it."""
+        served = (rtype.group, rtype.version, rtype.plural)
+        held = self._admissions.get(served)
+        if held is None or held[0] is not rtype.schema:
+            held = self._admissions[served] = (rtype.schema, Admission(rtype.schema or {}, strict=False))
+        return held[1]
 
     def create(self, rtype: ResourceType, namespace: str | None, body: Obj) -> Obj:
         with self._lock:
@@ -434,16 +445,6 @@ class Store(FaultsAndCounts, Watching):
         return list(seen.values())
 
     # --- watches --------------------------------------------------------------------------
-
-
-_ADMISSIONS: dict[int, Admission] = {}
-
-
-def _admission_for(rtype: ResourceType) -> Admission:
-    cached = _ADMISSIONS.get(id(rtype.schema))
-    if cached is None:
-        cached = _ADMISSIONS[id(rtype.schema)] = Admission(rtype.schema or {}, strict=False)
-    return cached
 
 
 def _without(obj: Obj, *keys: str) -> Obj:
