@@ -25,8 +25,11 @@ from harness import (
     running_operator,
     wait_for,
 )
-from voiceop.controller.diff import APPLIED_HASH
+from voiceop.api import parse_object
+from voiceop.backends import active_backend
+from voiceop.controller.diff import APPLIED_HASH, stamped, up_to_date
 from voiceop.controller.runtime import OperatorRuntime
+from voiceop.render import render_agent
 from voiceop.render.options import RenderOptions
 
 NS = "contact-center"
@@ -274,6 +277,72 @@ def test_a_child_edited_by_someone_else_is_put_back_every_time(
             lambda: cluster.get("ConfigMap", NS, "billing-runtime", "v1")["data"]["runtime.json"] == original,
             what=f"the runtime ConfigMap put back after {attempt}",
         )
+
+
+def children_match_a_fresh_render(cluster: Cluster, examples: list[dict[str, Any]], name: str) -> bool:
+    """Every child of agent `name` is what rendering the server's objects afresh gives now."""
+    kinds = {o["kind"]: o["apiVersion"] for o in examples}
+    live = {
+        (o["kind"], o["metadata"]["name"]): parse_object(o)
+        for o in (
+            cluster.get(kind, NS if kind != "Region" else None, o["metadata"]["name"], kinds[kind])
+            for kind in ("Region", "AIBackend", "VoiceAgent")
+            for o in examples
+            if o["kind"] == kind
+        )
+        if o is not None
+    }
+    regions = {n: r for (k, n), r in live.items() if k == "Region"}
+    backends = {n: b for (k, n), b in live.items() if k == "AIBackend"}
+    agent = live[("VoiceAgent", name)]
+    desired = render_agent(agent, regions, backends, active_backend=active_backend(agent, backends))  # type: ignore[arg-type]
+    return all(
+        up_to_date(
+            stamped(child), cluster.get(child["kind"], NS, child["metadata"]["name"], child["apiVersion"])
+        )
+        for child in desired
+    )
+
+
+def test_a_change_to_any_input_of_a_render_reaches_the_children(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]], probe: ProbeTarget
+) -> None:
+    """Renders are reused while their inputs are unchanged (the fingerprint of an agent's
+    inputs: the agent, its regions and backends, the active backend, the operator's flags).
+    A change to each input in turn must still reach every child, exactly as a fresh render."""
+    cluster.apply_all(examples)
+    wait_for(lambda: is_ready(cluster, "billing"), what="billing Ready")
+    settle(operator)
+    assert children_match_a_fresh_render(cluster, examples, "billing")
+    routes = lambda: cluster.get("ConfigMap", NS, "voiceop-routes", "v1")["data"]["routes.json"]  # noqa: E731
+    changes: list[tuple[str, str, dict[str, Any]]] = [
+        ("VoiceAgent", "billing", {"spec": {"image": "ghcr.io/example/voice-runtime:2.0.0"}}),
+        ("AIBackend", "openai-realtime", {"spec": {"model": "gpt-realtime-2"}}),
+        ("Region", "eu-west", {"spec": {"zones": ["eu-west-a", "eu-west-b"]}}),
+        ("Region", "ap-southeast", {"spec": {"nodeSelector": {"node.example.com/pool": "voice-apac-2"}}}),
+    ]
+    for kind, name, patch in changes:
+        before = {key: fingerprint(obj) for key, obj in all_children(cluster, "billing").items()}
+        cluster.patch(kind, None if kind == "Region" else NS, name, patch)
+        wait_for(
+            lambda: children_match_a_fresh_render(cluster, examples, "billing"),
+            what=f"billing's children rendered afresh after {kind}/{name} changed",
+        )
+        after = {key: fingerprint(obj) for key, obj in all_children(cluster, "billing").items()}
+        assert after != before, f"{kind}/{name}: the change reached no child"
+    # The active backend is an input too (from the backends' status, not their spec).
+    probe.modes["openai-realtime"] = "down"
+    wait_for(
+        lambda: '"activeBackend": "self-hosted-pipeline"' in json.dumps(agent(cluster, "billing")["status"]),
+        what="failover",
+    )
+    wait_for(lambda: children_match_a_fresh_render(cluster, examples, "billing"), what="after failover")
+    # Endpoints are no input of an agent's render; they reach the routes ConfigMap.
+    endpoint = next(o for o in examples if o["kind"] == "VoiceEndpoint")
+    cluster.patch(
+        "VoiceEndpoint", NS, endpoint["metadata"]["name"], {"spec": {"phoneNumbers": ["+35315559999"]}}
+    )
+    wait_for(lambda: "+35315559999" in routes(), what="the new number in the routes")
 
 
 def test_removing_a_region_deletes_its_children(
