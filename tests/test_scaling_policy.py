@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voiceop.scaling.policy import PodView, ScalerMemory, ScalingConfig, decide
+from voiceop.scaling.policy import PodView, ScalerMemory, ScalingConfig, decide, stabilized
 
 CONFIG = ScalingConfig(calls_per_pod=10, target_utilization=0.7, min_replicas=1, max_replicas=50)
 
@@ -346,3 +347,30 @@ def test_the_scaler_plans_a_tick_past_the_start_up_it_learned() -> None:
     assert scaler.startup_of(key) == DEFAULT_STARTUP_SECONDS  # nothing learned yet
     scaler.startup[key] = StartupTimes(median=1.0)
     assert scaler.startup_of(key) == 3.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.0, 5.0), st.integers(0, 40)), max_size=200),
+    st.floats(0.0, 30.0),
+)
+def test_the_stabilization_window_answers_as_the_highest_of_all_its_samples(
+    steps: list[tuple[float, int]], window: float
+) -> None:
+    """The window keeps only values that can still be its highest; the answer is the highest
+    of every sample in the window, as when all were kept."""
+    kept: deque[tuple[float, int]] = deque()
+    every: list[tuple[float, int]] = []
+    now = 0.0
+    for gap, value in steps:
+        now += gap
+        every.append((now, value))
+        assert stabilized(kept, now, value, window) == max(v for t, v in every if t >= now - window)
+        assert len(kept) <= sum(1 for t, _ in every if t >= now - window)
+
+
+def test_a_steady_window_keeps_one_sample() -> None:
+    kept: deque[tuple[float, int]] = deque()
+    for second in range(900):
+        assert stabilized(kept, float(second), 5, 300.0) == 5
+    assert len(kept) == 1

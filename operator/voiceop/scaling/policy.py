@@ -131,11 +131,19 @@ def growth(
 
 
 def stabilized(history: deque[tuple[float, int]], now: float, value: int, window: float) -> int:
-    """The highest value of the last `window` seconds: down only once it stayed down."""
+    """The highest value of the last `window` seconds: down only once it stayed down.
+
+    `history` keeps only the values that can still be that highest one, falling from oldest
+    to newest (a sliding-window maximum): a value is dropped once a later one is as high,
+    since the later one outlives it. A region ticking every second with a 300 s delay kept 300
+    samples per window before; it keeps one while demand is steady, and the answer is the same.
+    """
+    while history and history[-1][1] <= value:
+        history.pop()
     history.append((now, value))
-    while history and history[0][0] < now - window:
+    while history[0][0] < now - window:
         history.popleft()
-    return max(v for _, v in history)
+    return history[0][1]
 
 
 def bounded(wanted: int, floor: int, config: ScalingConfig) -> tuple[int, str | None]:

@@ -1,0 +1,69 @@
+"""A Region's capacity.maxMediaPods is shared by every agent there: each agent's cap is what the
+other agents' Deployments in that region leave."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from conftest import EXAMPLES
+from voiceop.api.wire import AGENT_LABEL, MANAGED_BY, REGION_LABEL
+from voiceop.controller.cache import ClusterCache
+from voiceop.controller.scaler import Scaler
+from voiceop.render.names import media_name
+
+NS = "contact-center"
+CAP = "Region eu-west capacity.maxMediaPods"
+
+
+def examples() -> list[dict[str, Any]]:
+    return [
+        o
+        for name in ("regions", "backends", "agents")
+        for o in yaml.safe_load_all((EXAMPLES / f"{name}.yaml").read_text())
+        if o and o["apiVersion"].startswith("voiceop.dev/")
+    ]
+
+
+def deployment(agent: str, region: str, replicas: int, rv: str = "1") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": media_name(agent, region),
+            "namespace": NS,
+            "uid": f"uid-{agent}-{region}",
+            "resourceVersion": rv,
+            "labels": {MANAGED_BY: "voiceop", AGENT_LABEL: agent, REGION_LABEL: region},
+        },
+        "spec": {"replicas": replicas},
+    }
+
+
+def a_cache(others: dict[str, int], own: int) -> ClusterCache:
+    """billing in eu-west (capacity 60 in the example) with `own` replicas, other agents with theirs."""
+    cache = ClusterCache()
+    for obj in examples():
+        obj = copy.deepcopy(obj)
+        obj["metadata"].update(uid=f"uid-{obj['metadata']['name']}", resourceVersion="1", generation=1)
+        cache.upsert(obj)
+    cache.upsert(deployment("billing", "eu-west", own))
+    cache.upsert(deployment("billing", "us-east", 7))  # another region's pods do not count
+    for agent, replicas in others.items():
+        cache.upsert(deployment(agent, "eu-west", replicas))
+    return cache
+
+
+def eu_west_cap(scaler: Scaler) -> int:
+    billing = scaler.cache.agents(NS)[(NS, "billing")]
+    return dict(scaler.config_for(billing, "eu-west").caps)[CAP]
+
+
+def test_an_agents_share_of_a_region_is_what_the_others_leave() -> None:
+    scaler = Scaler(client=None, cache=a_cache({"sales": 20, "support": 15}, own=4), reconciler=None)  # type: ignore[arg-type]
+    assert eu_west_cap(scaler) == 60 - 20 - 15
+    assert scaler.replicas_by_region() == {"eu-west": 4 + 20 + 15, "us-east": 7}
+    scaler.cache.upsert(deployment("sales", "eu-west", 30, rv="2"))
+    assert eu_west_cap(scaler) == 60 - 30 - 15
