@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given, settings
@@ -82,3 +83,21 @@ def test_an_agents_children_are_what_a_full_scan_finds_through_relabels_and_dele
         cache.upsert(raw) if action == "upsert" else cache.remove(raw)
         for owner in ("billing", "support"):
             assert cache.children_of("cc", owner) == scanned(cache, "cc", owner)
+
+
+def test_cached_children_share_their_strings_and_equal_what_came() -> None:
+    cache = ClusterCache()
+    first, second = (
+        json.loads(json.dumps(deployment("1", 0))),
+        json.loads(json.dumps(deployment("1", 0, "u-2"))),
+    )
+    second["metadata"]["name"] = "billing-us-east"
+    cache.upsert(first)
+    cache.upsert(second)
+    a, b = (cache.child("Deployment", "cc", n) for n in (first["metadata"]["name"], "billing-us-east"))
+    assert a == first and b == second
+    assert a is not None and b is not None
+    key_a = next(k for k in a if k == "metadata")
+    key_b = next(k for k in b if k == "metadata")
+    assert key_a is key_b  # one string for every cached object, not one per decoded event
+    assert a["metadata"]["namespace"] is b["metadata"]["namespace"]
