@@ -6,16 +6,32 @@ run, is the least any scaler must do: read each pod's calls once and sum them pe
 The last column is the share of the 2 s tick the decisions take on one core: what is left
 for the operator's watches and writes.
 
+A second table times what the tick does around the decisions, from the operator's own cache:
+each region's ScalingConfig (`Scaler.config_for`: bounds, the AIBackend's session quota, and
+the share of a Region's `capacity.maxMediaPods` the other agents' Deployments leave, which
+once scanned every Deployment per region), with the decisions' share added.
+
     python benchmarks/scaler.py [--ticks N]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import time
+from pathlib import Path
+from typing import Any
 
+import yaml
+
+from voiceop.api.wire import AGENT_LABEL, MANAGED_BY, REGION_LABEL
+from voiceop.controller.cache import ClusterCache
+from voiceop.controller.scaler import Scaler
+from voiceop.render.names import media_name
 from voiceop.scaling.policy import PodView, ScalerMemory, ScalingConfig, decide
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 TICK_SECONDS = 2.0
 TARGET_SHARE = 0.02  # the decisions for 900 regions take at most 2% of a tick
@@ -60,6 +76,62 @@ def sums(ticks: list[list[list[PodView]]]) -> float:
     return (time.perf_counter() - started) / len(ticks)
 
 
+def fleet_cache(agents: int) -> ClusterCache:
+    """The examples' Regions (eu-west with a capacity) and AIBackends, `agents` copies of the
+    billing agent, and each one's media Deployment in every region, as the operator caches them."""
+    cache = ClusterCache()
+    documents = [
+        o
+        for name in ("regions", "backends", "agents")
+        for o in yaml.safe_load_all((EXAMPLES / f"{name}.yaml").read_text())
+        if o and o["apiVersion"].startswith("voiceop.dev/")
+    ]
+    billing = next(o for o in documents if o["kind"] == "VoiceAgent" and o["metadata"]["name"] == "billing")
+    objects = [o for o in documents if o["kind"] in ("Region", "AIBackend")]
+    for index in range(agents):
+        agent = copy.deepcopy(billing)
+        agent["metadata"]["name"] = f"agent-{index:04d}"
+        objects.append(agent)
+    for obj in objects:
+        obj["metadata"].update(uid=f"uid-{obj['metadata']['name']}", resourceVersion="1", generation=1)
+        cache.upsert(obj)
+        if obj["kind"] == "VoiceAgent":
+            for region in obj["spec"]["regions"]:
+                name = media_name(obj["metadata"]["name"], region["name"])
+                deployment: dict[str, Any] = {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {
+                        "name": name,
+                        "namespace": obj["metadata"]["namespace"],
+                        "uid": f"uid-{name}",
+                        "resourceVersion": "1",
+                        "labels": {
+                            MANAGED_BY: "voiceop",
+                            AGENT_LABEL: obj["metadata"]["name"],
+                            REGION_LABEL: region["name"],
+                        },
+                    },
+                    "spec": {"replicas": region.get("minReplicas", 1)},
+                }
+                cache.upsert(deployment)
+    return cache
+
+
+def configurations(cache: ClusterCache, repeats: int) -> tuple[float, int]:
+    """Seconds per tick to build every region's ScalingConfig as the scaler's tick does, and
+    how many regions that is."""
+    scaler = Scaler(client=None, cache=cache, reconciler=None)  # type: ignore[arg-type]
+    pairs = [(agent, r.name) for agent in cache.agents().values() for r in agent.spec.regions]
+    started = time.perf_counter()
+    for _ in range(repeats):
+        scaler._replicas_by_region = scaler.replicas_by_region()  # once per tick, as tick() does
+        for agent, region in pairs:
+            scaler.config_for(agent, region)
+        scaler._replicas_by_region = None
+    return (time.perf_counter() - started) / repeats, len(pairs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=50)
@@ -68,6 +140,7 @@ def main() -> None:
         f"{'agents':>7} {'regions':>8} {'pods':>7} {'decide ms/tick':>15} {'sum ms/tick':>12} "
         f"{'ratio':>7} {'tick share':>11} {'target':>8} {'verdict':>8}"
     )
+    decide_ms: dict[int, float] = {}  # regions -> decisions' ms per tick, 4 pods a region
     for agents, pods_per_region in ((30, 4), (300, 4), (300, 20)):
         regions = agents * 3
         ticks = traffic(regions, pods_per_region, args.ticks)
@@ -80,6 +153,23 @@ def main() -> None:
         print(
             f"{agents:>7} {regions:>8} {regions * pods_per_region:>7} {decide_s * 1000:>15.2f} "
             f"{sum_s * 1000:>12.2f} {decide_s / sum_s:>7.1f} {share:>10.1%} {target:>8} {verdict:>8}"
+        )
+        decide_ms.setdefault(regions, decide_s * 1000)
+    print()
+    print(
+        f"{'agents':>7} {'regions':>8} {'config ms/tick':>15} {'+ decide ms':>12} {'tick share':>11} "
+        f"{'target':>8} {'verdict':>8}"
+    )
+    for agents in (30, 300, 1000):
+        config_s, regions = configurations(fleet_cache(agents), repeats=5)
+        decide_part = decide_ms.get(regions, decide_ms[900] * regions / 900)  # 4 pods a region
+        share = (config_s * 1000 + decide_part) / 1000 / TICK_SECONDS
+        target, verdict = (
+            ("<= 2%", "PASS" if share <= TARGET_SHARE else "FAIL") if regions == 900 else ("-", "-")
+        )
+        print(
+            f"{agents:>7} {regions:>8} {config_s * 1000:>15.2f} {decide_part:>12.2f} {share:>10.1%} "
+            f"{target:>8} {verdict:>8}"
         )
 
 
