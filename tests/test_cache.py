@@ -101,3 +101,16 @@ def test_cached_children_share_their_strings_and_equal_what_came() -> None:
     key_b = next(k for k in b if k == "metadata")
     assert key_a is key_b  # one string for every cached object, not one per decoded event
     assert a["metadata"]["namespace"] is b["metadata"]["namespace"]
+
+
+def test_the_cache_keeps_everything_but_managed_fields() -> None:
+    cache = ClusterCache()
+    sent = deployment("1", 2)
+    sent["metadata"]["managedFields"] = [
+        {"manager": "voiceop", "operation": "Apply", "fieldsV1": {"f:spec": {}}}
+    ]
+    cache.upsert(sent)
+    kept = cache.child("Deployment", "cc", "billing-eu-west")
+    assert kept is not None and "managedFields" not in kept["metadata"]
+    assert kept == {**sent, "metadata": {k: v for k, v in sent["metadata"].items() if k != "managedFields"}}
+    assert "managedFields" in sent["metadata"]  # what the caller holds is not changed

@@ -79,6 +79,16 @@ def shared_strings(value: Any) -> Any:
     return value
 
 
+def as_cached(raw: Raw) -> Raw:
+    """What the cache keeps of an object: all of it but `metadata.managedFields` (the server's
+    record of who set which field: nothing voiceop reads, and on kube-apiserver often the
+    largest part of a Deployment or Pod), with strings shared (see shared_strings)."""
+    meta = raw.get("metadata") or {}
+    if "managedFields" in meta:
+        raw = {**raw, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return shared_strings(raw)
+
+
 def _key(raw: Raw) -> tuple[str, str]:
     meta = raw["metadata"]
     return (meta.get("namespace") or "", meta["name"])
@@ -121,6 +131,7 @@ class ClusterCache:
             previous = self.objects[kind].get(key)
             if previous is not None and not _newer(raw, previous.raw):
                 return
+            raw = as_cached(raw)
             try:
                 self.objects[kind][key] = Seen(raw, parse_object(raw))
             except InvalidObject as invalid:
@@ -129,7 +140,7 @@ class ClusterCache:
             key = _key(raw)
             known = self.children[kind].get(key)
             if known is None or _newer(raw, known):
-                kept = shared_strings(raw)
+                kept = as_cached(raw)
                 self.children[kind][key] = kept
                 self._reindex(kind, key, known, kept)
 
