@@ -64,6 +64,20 @@ def eu_west_cap(scaler: Scaler) -> int:
 def test_an_agents_share_of_a_region_is_what_the_others_leave() -> None:
     scaler = Scaler(client=None, cache=a_cache({"sales": 20, "support": 15}, own=4), reconciler=None)  # type: ignore[arg-type]
     assert eu_west_cap(scaler) == 60 - 20 - 15
-    assert scaler.replicas_by_region() == {"eu-west": 4 + 20 + 15, "us-east": 7}
+    assert scaler.count_replicas().by_region == {"eu-west": 4 + 20 + 15, "us-east": 7}
     scaler.cache.upsert(deployment("sales", "eu-west", 30, rv="2"))
     assert eu_west_cap(scaler) == 60 - 30 - 15
+
+
+def test_a_share_counted_in_a_tick_follows_the_ticks_own_scaling() -> None:
+    """Within a tick the count is one snapshot, moved only by the tick's own decisions: a newer
+    watch event of the agent's own Deployment does not make it count itself twice or not at all."""
+    scaler = Scaler(client=None, cache=a_cache({"sales": 20}, own=4), reconciler=None)  # type: ignore[arg-type]
+    count = scaler.count_replicas()
+    assert count.others("eu-west", NS, "billing-eu-west") == 20
+    count.set(NS, "sales-eu-west", "eu-west", 25)  # the tick scaled sales up
+    assert count.others("eu-west", NS, "billing-eu-west") == 25
+    assert count.others("eu-west", NS, "sales-eu-west") == 4
+    scaler.cache.upsert(deployment("billing", "eu-west", 9, rv="2"))  # a watch event mid-tick
+    scaler._replicas = count
+    assert eu_west_cap(scaler) == 60 - 25

@@ -93,11 +93,25 @@ class StartupTimes:
         return self.median
 
 
-def _replicas_in(deployment: Raw, region: str) -> int:
-    """A media Deployment's replicas, if it is one of `region`'s."""
-    if (deployment["metadata"].get("labels") or {}).get(REGION_LABEL) != region:
-        return 0
-    return int((deployment.get("spec") or {}).get("replicas", 1))
+@dataclass
+class ReplicaCount:
+    """Media Deployments' replicas by region, from one snapshot: a region's total and each
+    Deployment's part in it come from the same count, so an agent's share of the region
+    (what the others leave) never mixes a snapshot with a newer watch event."""
+
+    by_region: dict[str, int] = field(default_factory=dict)
+    parts: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)  # (ns, name) -> (region, n)
+
+    def set(self, namespace: str, name: str, region: str, replicas: int) -> None:
+        old_region, old = self.parts.get((namespace, name), (region, 0))
+        self.by_region[old_region] = self.by_region.get(old_region, 0) - old
+        self.by_region[region] = self.by_region.get(region, 0) + replicas
+        self.parts[(namespace, name)] = (region, replicas)
+
+    def others(self, region: str, namespace: str, name: str) -> int:
+        """The replicas in `region` of every Deployment but this one."""
+        own_region, own = self.parts.get((namespace, name), (region, 0))
+        return self.by_region.get(region, 0) - (own if own_region == region else 0)
 
 
 def hands_off(agent: VoiceAgent) -> bool:
@@ -125,8 +139,9 @@ class Scaler:
     # (namespace, agent, region) -> {pod: live calls last reported}
     last_calls: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
     handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS
-    # During a tick: replicas per region, kept up to date with the tick's own scaling.
-    _replicas_by_region: dict[str, int] | None = None
+    # During a tick: what the capacity shares are counted from, taken once and kept up to date
+    # with the tick's own scaling (see ReplicaCount).
+    _replicas: ReplicaCount | None = None
 
     def __post_init__(self) -> None:
         self.direct.handoff_window_seconds = self.handoff_window_seconds
@@ -158,23 +173,23 @@ class Scaler:
                 grouped.setdefault((namespace, labels[AGENT_LABEL], labels[REGION_LABEL]), []).append(raw)
         return grouped
 
-    def replicas_by_region(self) -> dict[str, int]:
-        """Replicas of every media Deployment, summed per region: what a region's
+    def count_replicas(self) -> ReplicaCount:
+        """Replicas of every media Deployment, per region: what a region's
         `capacity.maxMediaPods` is shared by. One pass over the cache, not one per agent (900
         regions with a cap had scanned 900 Deployments each: 1.7 s of a 300-agent tick)."""
-        totals: dict[str, int] = {}
-        for raw in self.cache.children["Deployment"].values():
+        count = ReplicaCount()
+        for (namespace, name), raw in self.cache.children["Deployment"].items():
             region = (raw["metadata"].get("labels") or {}).get(REGION_LABEL)
             if region is not None:
-                totals[region] = totals.get(region, 0) + _replicas_in(raw, region)
-        return totals
+                count.set(namespace, name, region, int((raw.get("spec") or {}).get("replicas", 1)))
+        return count
 
     async def tick(self) -> None:
-        self._replicas_by_region = self.replicas_by_region()
+        self._replicas = self.count_replicas()
         try:
             await self._tick()
         finally:
-            self._replicas_by_region = None
+            self._replicas = None
 
     async def _tick(self) -> None:
         regions = self.cache.regions()
@@ -260,13 +275,8 @@ class Scaler:
         caps: list[tuple[str, int]] = []
         region_obj = self.cache.regions()[region]
         if region_obj.spec.capacity and region_obj.spec.capacity.max_media_pods is not None:
-            totals = (
-                self._replicas_by_region
-                if self._replicas_by_region is not None
-                else self.replicas_by_region()
-            )
-            own = self.cache.child("Deployment", agent.namespace, media_name(agent.name, region))
-            others = totals.get(region, 0) - (_replicas_in(own, region) if own is not None else 0)
+            count = self._replicas if self._replicas is not None else self.count_replicas()
+            others = count.others(region, agent.namespace, media_name(agent.name, region))
             caps.append(
                 (
                     f"Region {region} capacity.maxMediaPods",
@@ -382,12 +392,8 @@ class Scaler:
             logger.info("%s: %d draining pods take calls again", where, len(decision.undrain))
         deployment = self.cache.child("Deployment", agent.namespace, media_name(agent.name, region))
         if deployment is not None and (deployment.get("spec") or {}).get("replicas", 1) != decision.replicas:
-            if self._replicas_by_region is not None:  # later caps in this tick count this change
-                self._replicas_by_region[region] = (
-                    self._replicas_by_region.get(region, 0)
-                    + decision.replicas
-                    - _replicas_in(deployment, region)
-                )
+            if self._replicas is not None:  # later shares in this tick count this change
+                self._replicas.set(agent.namespace, deployment["metadata"]["name"], region, decision.replicas)
             await self.client.patch(
                 KINDS["Deployment"],
                 agent.namespace,
