@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from voiceop.api import is_voiceop_object
 from voiceop.api.wire import AGENT_LABEL, MANAGED_BY, REGION_LABEL
 from voiceop.controller.cache import ClusterCache
 from voiceop.controller.scaler import Scaler
+from voiceop.inputs.yamlio import read_manifests
 from voiceop.render.names import media_name
 from voiceop.scaling.policy import PodView, ScalerMemory, ScalingConfig, decide
 
@@ -80,12 +80,9 @@ def fleet_cache(agents: int) -> ClusterCache:
     """The examples' Regions (eu-west with a capacity) and AIBackends, `agents` copies of the
     billing agent, and each one's media Deployment in every region, as the operator caches them."""
     cache = ClusterCache()
-    documents = [
-        o
-        for name in ("regions", "backends", "agents")
-        for o in yaml.safe_load_all((EXAMPLES / f"{name}.yaml").read_text())
-        if o and o["apiVersion"].startswith("voiceop.dev/")
-    ]
+    read, errors = read_manifests([str(EXAMPLES)])
+    assert not errors, errors
+    documents = [d.obj for d in read if is_voiceop_object(d.obj)]
     billing = next(o for o in documents if o["kind"] == "VoiceAgent" and o["metadata"]["name"] == "billing")
     objects = [o for o in documents if o["kind"] in ("Region", "AIBackend")]
     for index in range(agents):

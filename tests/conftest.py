@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from voiceop.api import is_voiceop_object
 from voiceop.inputs.loading import Loaded, load_inventory
 from voiceop.inputs.yamlio import read_manifests
 from voiceop.render import render_all
@@ -30,6 +31,13 @@ def examples() -> Loaded:
 @pytest.fixture(scope="session")
 def rendered_examples(examples: Loaded) -> list[dict[str, Any]]:
     return render_all(examples.inventory)
+
+
+def voiceop_examples() -> list[dict[str, Any]]:
+    """The voiceop objects of examples/ (Regions, AIBackends, VoiceAgents, VoiceEndpoints), raw."""
+    documents, errors = read_manifests([str(EXAMPLES)])
+    assert not errors
+    return [document.obj for document in documents if is_voiceop_object(document.obj)]
 
 
 def example_object(kind: str, name: str) -> dict[str, Any]:

@@ -8,12 +8,11 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from conftest import voiceop_examples
 from voiceop.api import all_crds
 from voiceop.sandbox.apiserver import ApiError, LoopbackApiServer
 from voiceop.sandbox.apiserver.patching import json_patch, merge_patch, server_side_apply
@@ -419,12 +418,7 @@ def test_every_server_admits_each_kind_by_its_own_schema() -> None:
     compiled once per schema; a cache keyed by the schema's id() handed a later server's
     VoiceEndpoint the admission of a freed VoiceAgent schema whose address it reused, and the
     valid endpoint was refused for lacking spec.image (a flake seen twice in full CI runs)."""
-    examples = [
-        obj
-        for path in sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.yaml"))
-        for obj in yaml.safe_load_all(path.read_text())
-        if obj and obj["apiVersion"].startswith("voiceop.dev/")
-    ]
+    examples = voiceop_examples()
     assert {obj["kind"] for obj in examples} == {"Region", "AIBackend", "VoiceAgent", "VoiceEndpoint"}
     for round_ in range(60):
         store = Store()

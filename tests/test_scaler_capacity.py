@@ -6,9 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import yaml
-
-from conftest import EXAMPLES
+from conftest import voiceop_examples
 from voiceop.api.wire import AGENT_LABEL, MANAGED_BY, REGION_LABEL
 from voiceop.controller.cache import ClusterCache
 from voiceop.controller.scaler import Scaler
@@ -16,15 +14,6 @@ from voiceop.render.names import media_name
 
 NS = "contact-center"
 CAP = "Region eu-west capacity.maxMediaPods"
-
-
-def examples() -> list[dict[str, Any]]:
-    return [
-        o
-        for name in ("regions", "backends", "agents")
-        for o in yaml.safe_load_all((EXAMPLES / f"{name}.yaml").read_text())
-        if o and o["apiVersion"].startswith("voiceop.dev/")
-    ]
 
 
 def deployment(agent: str, region: str, replicas: int, rv: str = "1") -> dict[str, Any]:
@@ -45,7 +34,7 @@ def deployment(agent: str, region: str, replicas: int, rv: str = "1") -> dict[st
 def a_cache(others: dict[str, int], own: int) -> ClusterCache:
     """billing in eu-west (capacity 60 in the example) with `own` replicas, other agents with theirs."""
     cache = ClusterCache()
-    for obj in examples():
+    for obj in voiceop_examples():
         obj = copy.deepcopy(obj)
         obj["metadata"].update(uid=f"uid-{obj['metadata']['name']}", resourceVersion="1", generation=1)
         cache.upsert(obj)
