@@ -345,6 +345,52 @@ def test_a_change_to_any_input_of_a_render_reaches_the_children(
     wait_for(lambda: "+35315559999" in routes(), what="the new number in the routes")
 
 
+def test_switching_scaling_modes_never_takes_a_deployment_below_its_minimum(
+    cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
+) -> None:
+    """none -> builtin -> hpa, as a user edits `spec.scaling`: mode none applies spec.replicas,
+    builtin and hpa must not let the apply that stops setting them reset the count to 1 (server-
+    side apply removes a field its only owner leaves out; both servers do, test_api shows it).
+    eu-west's minimum is 2: every count the Deployment has on the way is recorded. Mode none
+    runs the minimums (5 pods in all), which is also what the scaler chooses for no calls: it
+    writes no count of its own that would take the field over first."""
+    billing = example(examples, "VoiceAgent", "billing")
+    billing["spec"]["scaling"] = {"mode": "none"}
+    billing["spec"]["replicas"] = 5
+    cluster.apply_all([o for o in examples if o["metadata"]["name"] != "billing"] + [billing])
+    generation = agent(cluster, "billing")["metadata"]["generation"]
+    wait_for(
+        lambda: (agent(cluster, "billing").get("status") or {}).get("observedGeneration") == generation,
+        what="billing in mode none",
+    )
+    settle(operator, 1.0)
+    counts: list[int] = []
+
+    def record(event: Any) -> None:
+        if event.key == ("apps", "deployments") and event.new["metadata"]["name"] == "billing-eu-west":
+            counts.append(event.new["spec"].get("replicas", 1))
+
+    cluster.store.listeners.append(record)
+    for mode in ("builtin", "hpa"):
+        billing["spec"].pop("replicas", None)
+        billing["spec"]["scaling"] = {
+            **example(examples, "VoiceAgent", "billing")["spec"]["scaling"],
+            "mode": mode,
+        }
+        generation = cluster.apply(billing)["metadata"]["generation"]
+
+        def switched(generation: int = generation, mode: str = mode) -> bool:
+            status = agent(cluster, "billing").get("status") or {}
+            hpa = cluster.get("HorizontalPodAutoscaler", NS, "billing-eu-west", "autoscaling/v2")
+            return status.get("observedGeneration") == generation and (mode != "hpa" or hpa is not None)
+
+        wait_for(switched, what=f"billing in mode {mode}")
+        settle(operator, 1.0)
+    cluster.store.listeners.remove(record)
+    assert counts, "no write to billing-eu-west was seen"
+    assert min(counts) >= 2, f"billing-eu-west's replicas on the way: {counts}"
+
+
 def test_removing_a_region_deletes_its_children(
     cluster: Cluster, operator: OperatorRuntime, examples: list[dict[str, Any]]
 ) -> None:

@@ -35,6 +35,8 @@ from voiceop.api.kinds import KINDS, Kind
 logger = logging.getLogger("voiceop")
 
 FIELD_MANAGER = "voiceop"
+# Co-owns a Deployment's replicas when voiceop's own manager stops setting them (see agents.py).
+HANDOVER_MANAGER = "voiceop-handover"
 TRANSIENT_CODES = frozenset({429, 500, 502, 503, 504})
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 RETRY_AFTER_CAP_SECONDS = 10.0
@@ -297,15 +299,18 @@ class KubeClient:
                     raise ApiError(int(status.get("code", 500)), str(status.get("message", "watch error")))
                 yield event
 
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply with voiceop's field manager, taking over what others changed."""
+    async def apply(
+        self, obj: dict[str, Any], manager: str = FIELD_MANAGER, force: bool = True
+    ) -> dict[str, Any]:
+        """Server-side apply, by default with voiceop's field manager taking over what others
+        changed; without force, a field another manager owns with another value is a 409."""
         kind = KINDS[obj["kind"]]
         meta = obj["metadata"]
         return await self.request(
             "PATCH",
             kind.path(meta.get("namespace"), meta["name"]),
             verb="apply",
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            params={"fieldManager": manager, "force": "true" if force else "false"},
             body=obj,
             content_type="application/apply-patch+yaml",
         )

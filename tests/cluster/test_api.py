@@ -398,3 +398,86 @@ def test_a_child_written_for_an_owner_that_is_gone_is_collected_on_both_servers(
         server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "orphans"}})
         server.apply(copy.deepcopy(child))
         assert server.store.find("v1", "ConfigMap", "orphans", "gone-agent-runtime") is None
+
+
+def _media_deployment(replicas: int | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": {"app": "owned"}},
+        "template": {
+            "metadata": {"labels": {"app": "owned"}},
+            # No node has this label: the pods stay Pending, only the Deployment is looked at.
+            "spec": {
+                "nodeSelector": {"voiceop.dev/nowhere": "true"},
+                "containers": [{"name": "media", "image": "voiceop/media-sim:test"}],
+            },
+        },
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "owned", "namespace": "owners"},
+        "spec": spec,
+    }
+
+
+# (step, manager, replicas applied or scaled to; None: left out of the apply)
+REPLICA_STEPS: list[tuple[str, str, int | None]] = [
+    ("apply", "voiceop", 3),
+    ("apply", "voiceop", None),  # voiceop alone owned it: removed, and defaulted to 1
+    ("apply", "voiceop", 3),
+    ("scale", "scaler", 5),  # an update that changes it takes it from the applier
+    ("apply", "voiceop", None),  # kept: the scaler owns it now
+    ("apply", "voiceop", 5),  # the same value: owned by both
+    ("apply", "voiceop", None),  # kept: the scaler still owns it
+    ("apply", "voiceop", 2),  # force takes it back
+    ("handover", "voiceop-handover", 2),  # the same value, without force: owned by both
+    ("apply", "voiceop", None),  # kept: voiceop-handover still owns it
+]
+
+
+def test_replicas_left_out_of_an_apply_are_removed_only_when_nobody_else_owns_them_on_both_servers(
+    sandbox: Sandbox,
+) -> None:
+    """What voiceop's switch between scaling modes rests on: the loopback server once removed a
+    field its applier left out even after another manager (the scaler, through /scale) had
+    changed it, while kube-apiserver keeps it for its new owner."""
+    from voiceop.sandbox.apiserver import LoopbackApiServer
+
+    _ensure_namespace(sandbox, "owners")
+    path = sandbox.discovery.path(_media_deployment(None))
+    real = []
+    for step, manager, replicas in REPLICA_STEPS:
+        if step == "scale":
+            sandbox.admin.patch(path + "/scale", {"spec": {"replicas": replicas}})
+        else:
+            sandbox.admin.apply(path, _media_deployment(replicas), manager=manager, force=step == "apply")
+        real.append(sandbox.admin.get(path)["spec"]["replicas"])
+    sandbox.admin.delete(path)
+    loopback = []
+    with LoopbackApiServer() as server:
+        server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "owners"}})
+        rtype = server.store.type_of_kind("apps/v1", "Deployment")
+        for step, manager, replicas in REPLICA_STEPS:
+            if step == "scale":
+                server.store.patch(
+                    rtype,
+                    "owners",
+                    "owned",
+                    "application/merge-patch+json",
+                    {"spec": {"replicas": replicas}},
+                    subresource="scale",
+                )
+            else:
+                server.store.patch(
+                    rtype,
+                    "owners",
+                    "owned",
+                    "application/apply-patch+yaml",
+                    _media_deployment(replicas),
+                    field_manager=manager,
+                )
+            loopback.append(server.store.find("apps/v1", "Deployment", "owners", "owned")["spec"]["replicas"])
+    assert real == [3, 1, 3, 5, 5, 5, 5, 2, 2, 2]
+    assert loopback == real

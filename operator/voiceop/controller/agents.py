@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,10 +14,10 @@ from voiceop.api.v1alpha1 import VoiceAgent
 from voiceop.backends import active_backend, backend_available
 from voiceop.controller.cache import ClusterCache, Raw, Seen
 from voiceop.controller.diff import UpToDateMemo, stamped
-from voiceop.controller.signals import RegionSignals, last_reported
+from voiceop.controller.signals import RegionSignals, ReplicaTable, last_reported
 from voiceop.controller.status_writer import StatusWriter
 from voiceop.handoffs import DEFAULT_WINDOW_SECONDS, HandoffWindow, handoffs_high, handoffs_status
-from voiceop.kube import KubeClient
+from voiceop.kube import HANDOVER_MANAGER, ApiError, KubeClient
 from voiceop.render import render_agent
 from voiceop.render.agent import render_errors
 from voiceop.render.names import media_name
@@ -34,6 +35,10 @@ class AgentReconciler:
     signals: SignalTable
     options: RenderOptions = DEFAULT_OPTIONS
     handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS
+    replicas: ReplicaTable = field(default_factory=dict)  # the scaler's choices (builtin mode)
+    # A new Deployment's replicas in builtin mode, before the scaler has chosen (the scaler's
+    # answer for an empty region when it runs; the region's minimum otherwise).
+    initial_replicas: Callable[[VoiceAgent, str], int] | None = None
     # (namespace, agent) -> (fingerprint of the inputs, stamped children as JSON): renders are
     # reused while nothing they depend on changed, so the many events of a rollout cost no
     # re-render. Kept as compact JSON (15 KB for the example agent, far less than its dicts):
@@ -64,7 +69,7 @@ class AgentReconciler:
             return
         active = active_backend(agent, backends)
         previous = (seen.raw.get("status") or {}).get("activeBackend")
-        await self._converge_children(seen, self._desired_children(agent, active))
+        await self._converge_children(seen, self._with_replicas(agent, self._desired_children(agent, active)))
         if previous and active and previous != active:
             await self.client.post_event(
                 seen.raw, "Warning", "BackendFailover", f"active AIBackend {previous} -> {active}"
@@ -99,15 +104,61 @@ class AgentReconciler:
         )
         return desired
 
+    def _with_replicas(self, agent: VoiceAgent, desired: list[Raw]) -> list[Raw]:
+        """In builtin mode the scaler's replicas go along in each Deployment's apply (after the
+        render and its hash: scaling is no change to the render). voiceop's field manager then
+        keeps owning spec.replicas, which server-side apply removes, and the Deployment resets
+        to 1, when its only owner leaves it out: a switch from mode none did that, with calls on
+        the pods. A new Deployment starts with the count the scaler would choose, not with 1."""
+        if agent.spec.scaling.mode != "builtin":
+            return desired
+        regions = {media_name(agent.name, r.name): r.name for r in agent.spec.regions}
+        for child in desired:
+            region = regions.get(child["metadata"]["name"]) if child["kind"] == "Deployment" else None
+            if region is not None:
+                child["spec"]["replicas"] = self._replicas_of(agent, region)
+        return desired
+
+    def _replicas_of(self, agent: VoiceAgent, region: str) -> int:
+        chosen = self.replicas.get((agent.namespace, agent.name, region))
+        if chosen is not None:
+            return chosen
+        live = self.cache.child("Deployment", agent.namespace, media_name(agent.name, region))
+        if live is not None:  # a restart, or a switch into builtin: what runs now
+            return int((live.get("spec") or {}).get("replicas", 1))
+        if self.initial_replicas is not None:
+            return self.initial_replicas(agent, region)
+        return next(r.min_replicas for r in agent.spec.regions if r.name == region)
+
+    async def _hand_over_replicas(self, live: Raw) -> None:
+        """Before an apply that leaves spec.replicas out (modes hpa and keda): a second field
+        manager applies the live count, without force, so that the count stays where voiceop's
+        manager owned it (a switch from builtin or none) instead of falling to 1 until the HPA
+        acts; where another manager (the HPA) owns it with another value, that is a conflict and
+        nothing changes. What the Kubernetes docs advise for handing replicas to an HPA."""
+        meta = live["metadata"]
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "spec": {"replicas": (live.get("spec") or {}).get("replicas", 1)},
+        }
+        try:
+            self.cache.upsert(await self.client.apply(body, manager=HANDOVER_MANAGER, force=False))
+        except ApiError as error:
+            if error.code != 409:
+                raise
+
     async def _converge_children(self, seen: Seen, desired: list[Raw]) -> None:
         namespace, name = seen.namespace, seen.name
         live = self.cache.children_of(namespace, name)
         changed = []
         for child in desired:
-            if self._compared.check(
-                (namespace, name), child, live.get((child["kind"], child["metadata"]["name"]))
-            ):
+            current = live.get((child["kind"], child["metadata"]["name"]))
+            if self._compared.check((namespace, name), child, current):
                 continue
+            if current is not None and child["kind"] == "Deployment" and "replicas" not in child["spec"]:
+                await self._hand_over_replicas(current)
             self.cache.upsert(await self.client.apply(child))
             changed.append(f"{child['kind']}/{child['metadata']['name']}")
         wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}

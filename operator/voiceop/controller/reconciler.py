@@ -17,6 +17,7 @@ from voiceop.controller.cache import ClusterCache, Raw, Seen
 from voiceop.controller.queue import WorkQueue
 from voiceop.controller.regions import RegionReconciler
 from voiceop.controller.routes import RoutesReconciler
+from voiceop.controller.signals import ReplicaTable
 from voiceop.controller.status_writer import StatusWriter
 from voiceop.handoffs import DEFAULT_WINDOW_SECONDS
 from voiceop.kube import KubeClient
@@ -34,13 +35,20 @@ class Reconciler:
     clock: Callable[[], str] = now_iso
     workers: int = 4
     signals: SignalTable = field(default_factory=dict)
+    replicas: ReplicaTable = field(default_factory=dict)
     options: RenderOptions = DEFAULT_OPTIONS
     handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS
 
     def __post_init__(self) -> None:
         self.status = StatusWriter(self.client, self.cache, self.clock)
         self.agents = AgentReconciler(
-            self.client, self.cache, self.status, self.signals, self.options, self.handoff_window_seconds
+            self.client,
+            self.cache,
+            self.status,
+            self.signals,
+            self.options,
+            self.handoff_window_seconds,
+            self.replicas,
         )
         self.routes = RoutesReconciler(self.client, self.cache, self.status)
         self.regions = RegionReconciler(self.cache, self.status, self.signals)

@@ -91,6 +91,7 @@ class OperatorRuntime:
         self.scaler = Scaler(
             client, self.cache, self.reconciler, handoff_window_seconds=self.handoff_window_seconds
         )
+        self.reconciler.agents.initial_replicas = self.scaler.initial_replicas
         for raw, deleted in self._backlog:
             self.reconciler.observe(raw, deleted)
         self._backlog.clear()

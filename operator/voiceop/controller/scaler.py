@@ -30,7 +30,7 @@ from voiceop.handoffs import DEFAULT_WINDOW_SECONDS
 from voiceop.kube import ApiError, KubeClient
 from voiceop.render.agent import prometheus_url
 from voiceop.render.names import media_name, pod_name_regex
-from voiceop.scaling.policy import PodState, PodView, ScalerMemory, ScalingConfig, decide
+from voiceop.scaling.policy import PodState, PodView, ScalerMemory, ScalingConfig, bounded, decide
 from voiceop.status import condition_status, now_iso, parse_time
 
 logger = logging.getLogger("voiceop.scaler")
@@ -146,6 +146,11 @@ class Scaler:
     def __post_init__(self) -> None:
         self.direct.handoff_window_seconds = self.handoff_window_seconds
 
+    def initial_replicas(self, agent: VoiceAgent, region: str) -> int:
+        """What a first tick chooses for a region with no pods and no calls: its minimum, within
+        its caps. A new Deployment is created with it, so that no scale follows the create."""
+        return bounded(0, 0, self.config_for(agent, region))[0]
+
     async def run(self) -> None:
         try:
             while True:
@@ -223,7 +228,7 @@ class Scaler:
                     self.reconciler.enqueue(("region", "", region.name))
         # What an agent or region that is gone (or left builtin mode) taught us is forgotten, so
         # that coming back starts afresh: seeded with the pods then running.
-        for remembered in (self.memories, self.startup, self.last_calls):
+        for remembered in (self.memories, self.startup, self.last_calls, self.reconciler.replicas):
             for key in [k for k in remembered if k not in scaled]:
                 del remembered[key]
 
@@ -390,6 +395,8 @@ class Scaler:
             )
         if decision.undrain:
             logger.info("%s: %d draining pods take calls again", where, len(decision.undrain))
+        # Before the write: an apply of the Deployment meanwhile carries this count, not the old one.
+        self.reconciler.replicas[key] = decision.replicas
         deployment = self.cache.child("Deployment", agent.namespace, media_name(agent.name, region))
         if deployment is not None and (deployment.get("spec") or {}).get("replicas", 1) != decision.replicas:
             if self._replicas is not None:  # later shares in this tick count this change

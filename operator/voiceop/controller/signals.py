@@ -24,6 +24,10 @@ METRICS_PORT = 9090
 Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), ascending
 
 
+# (namespace, agent, region) -> the replicas the builtin scaler last chose for that Deployment.
+ReplicaTable = dict[tuple[str, str, str], int]
+
+
 @dataclass
 class RegionSignals:
     """Live signals of one agent in one region, as the scaler last saw them (status reads them)."""

@@ -222,6 +222,7 @@ class ApiHandlers:
                 await self._body(request),
                 subresource=t.subresource,
                 field_manager=query.get("fieldManager"),
+                force=query.get("force") == "true",
             )
             return _json(result, 200 if existed else 201)
         if verb == "delete":

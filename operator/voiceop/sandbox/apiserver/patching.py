@@ -1,14 +1,18 @@
 """The patch formats of the Kubernetes API: JSON merge patch (RFC 7386), JSON patch (RFC 6902)
 and server-side apply.
 
-Server-side apply is approximated the way a single-writer-per-field cluster behaves: what a
-field manager applied last time and leaves out now is removed, what it applies now is merged
-in (maps field by field; the associative lists of built-in kinds entry by entry on their keys,
-as kube-apiserver does, other lists replaced whole), and fields and entries other managers
-set stay. Field ownership conflicts are not detected (every apply acts as `force=true`), and
-custom resources' lists are all atomic; strategic merge patch is treated as a merge patch.
-Both are enough for voiceop, which applies with force, and neither is a claim about other
-clients.
+Server-side apply is approximated from what each field manager applied last: what a manager
+applied last time and leaves out now is removed unless another manager's last apply also
+holds it, what it applies now is merged in (maps field by field; the associative lists of
+built-in kinds entry by entry on their keys, as kube-apiserver does, other lists replaced
+whole), and fields and entries other managers set stay. A write that changes a field takes it
+from every other applier (`disown`), as an update or a forced apply does on kube-apiserver, so
+an applier that leaves it out later no longer removes it. Without force, applying a value other
+than the live one to a field the manager did not apply before is a conflict (kube-apiserver
+asks that the field be owned by another manager: a field only defaulted does not conflict
+there). Lists are owned whole by the manager that applied them, custom resources' lists are
+all atomic, and strategic merge patch is treated as a merge patch. This is enough for voiceop
+and no claim about other clients.
 """
 
 from __future__ import annotations
@@ -119,8 +123,11 @@ def json_patch(target: Any, operations: list[dict[str, Any]]) -> Any:
     return doc
 
 
-def _prune(target: Any, previous: Any, current: Any, keyed: bool, field: str | None = None) -> Any:
-    """Remove from `target` what `previous` set and `current` no longer does."""
+def _prune(
+    target: Any, previous: Any, current: Any, keyed: bool, others: list[Any], field: str | None = None
+) -> Any:
+    """Remove from `target` what `previous` set and `current` no longer does, unless one of
+    `others` (what the other managers applied, at the same place) holds it too."""
     if isinstance(target, list) and isinstance(previous, list) and keyed:
         keys = map_keys(field, previous)
         if keys is None or map_keys(field, target) != keys:
@@ -128,9 +135,12 @@ def _prune(target: Any, previous: Any, current: Any, keyed: bool, field: str | N
         gone = {entry_key(e, keys) for e in previous}
         now = {entry_key(e, keys): e for e in current} if isinstance(current, list) else {}
         gone -= now.keys()
+        for other in others:
+            if isinstance(other, list) and map_keys(field, other) == keys:
+                gone -= {entry_key(e, keys) for e in other}
         before = {entry_key(e, keys): e for e in previous}
         return [
-            _prune(e, before[k], now[k], keyed) if (k := entry_key(e, keys)) in now and k in before else e
+            _prune(e, before[k], now[k], keyed, []) if (k := entry_key(e, keys)) in now and k in before else e
             for e in target
             if entry_key(e, keys) not in gone
         ]
@@ -140,10 +150,14 @@ def _prune(target: Any, previous: Any, current: Any, keyed: bool, field: str | N
     for key, old in previous.items():
         if key not in result:
             continue
+        held = [o[key] for o in others if isinstance(o, dict) and key in o]
         if not isinstance(current, dict) or key not in current:
-            del result[key]
+            if not held:
+                del result[key]
+            elif isinstance(old, dict):
+                result[key] = _prune(result[key], old, {}, keyed, held, key)
         elif isinstance(old, dict | list):
-            result[key] = _prune(result[key], old, current[key], keyed, key)
+            result[key] = _prune(result[key], old, current[key], keyed, held, key)
     return result
 
 
@@ -171,10 +185,95 @@ def server_side_apply(
     previous: dict[str, Any] | None,
     *,
     associative_lists: bool = True,
+    others: list[dict[str, Any]] = [],  # noqa: B006 - read only
+    force: bool = True,
 ) -> dict[str, Any]:
-    """The object after a field manager applies `applied`, having applied `previous` before.
+    """The object after a field manager applies `applied`, having applied `previous` before,
+    while `others` are what the other managers last applied.
 
     `associative_lists`: merge the built-in kinds' keyed lists entry by entry (False for
     custom resources, whose lists are atomic here)."""
-    pruned = _prune(live, previous or {}, applied, associative_lists)
+    if not force:
+        taken = _conflicts(live, applied, previous or {})
+        if taken:
+            raise PatchError(
+                "Apply failed with 1 conflict: conflict with another manager: " + ", ".join(taken),
+                conflict=True,
+            )
+    pruned = _prune(live, previous or {}, applied, associative_lists, others)
     return _merge_applied(pruned, applied, associative_lists)
+
+
+def _conflicts(live: Any, applied: Any, previous: Any, path: str = "") -> list[str]:
+    """Fields `applied` would change that this manager had not applied before."""
+    if not isinstance(applied, dict) or not isinstance(live, dict):
+        return [] if live == applied or previous == applied else [path or "."]
+    found = []
+    for key, value in applied.items():
+        if key in ("apiVersion", "kind", "metadata") and not path:
+            continue
+        if key in live:
+            mine = previous.get(key) if isinstance(previous, dict) else None
+            found += _conflicts(live[key], value, mine, f"{path}.{key}")
+    return found
+
+
+def changed_fields(old: Any, new: Any, top: bool = True) -> dict[str, Any]:
+    """The fields (lists whole) an update changed, with their new values: what kube-apiserver
+    makes the updater own. The object's own metadata and status aside."""
+    found: dict[str, Any] = {}
+    if not isinstance(new, dict):
+        return found
+    before = old if isinstance(old, dict) else {}
+    for key, value in new.items():
+        if top and key in ("metadata", "status", "apiVersion", "kind"):
+            continue
+        if isinstance(value, dict) and isinstance(before.get(key), dict):
+            inner = changed_fields(before[key], value, top=False)
+            if inner:
+                found[key] = inner
+        elif before.get(key) != value:
+            found[key] = copy.deepcopy(value)
+    return found
+
+
+def owned_by_update(owned: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
+    """What an updater owns after one more update: what it owned, and what it changed now."""
+    merged = dict(owned)
+    for key, value in changed.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = owned_by_update(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def disown(applied: Any, old: Any, new: Any, keyed: bool = True, field: str | None = None) -> Any:
+    """What a manager applied, less the fields a write by someone else changed (they are the
+    writer's now); None when nothing is left. Keyed lists are disowned entry by entry."""
+    if isinstance(applied, list):
+        keys = map_keys(field, applied) if keyed else None
+        if keys is None or not isinstance(old, list) or not isinstance(new, list):
+            return applied if old == new else None
+        old_entries = {entry_key(e, keys): e for e in old}
+        new_entries = {entry_key(e, keys): e for e in new}
+        kept_entries = []
+        for entry in applied:
+            entry_id = entry_key(entry, keys)
+            if entry_id in new_entries:
+                rest = disown(entry, old_entries.get(entry_id), new_entries[entry_id], keyed) or {}
+                kept_entries.append({**rest, **{k: entry[k] for k in keys if k in entry}})
+        return kept_entries
+    if not isinstance(applied, dict):
+        return None if old != new else applied
+    kept = {}
+    for key, value in applied.items():
+        before = old.get(key) if isinstance(old, dict) else None
+        after = new.get(key) if isinstance(new, dict) else None
+        if isinstance(value, dict | list) and isinstance(after, type(value)):
+            rest = disown(value, before, after, keyed, key)
+            if rest is not None:
+                kept[key] = rest
+        elif before == after:
+            kept[key] = value
+    return kept

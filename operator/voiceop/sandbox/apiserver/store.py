@@ -27,7 +27,15 @@ from typing import Any
 from voiceop.api.admission import Admission
 from voiceop.sandbox.apiserver.errors import ApiError, not_found
 from voiceop.sandbox.apiserver.faults import FaultsAndCounts
-from voiceop.sandbox.apiserver.patching import PatchError, json_patch, merge_patch, server_side_apply
+from voiceop.sandbox.apiserver.patching import (
+    PatchError,
+    changed_fields,
+    disown,
+    json_patch,
+    merge_patch,
+    owned_by_update,
+    server_side_apply,
+)
 from voiceop.sandbox.apiserver.resources import BUILTIN_TYPES, ResourceType, types_from_crd
 from voiceop.sandbox.apiserver.scale import scale_view, set_path
 from voiceop.sandbox.apiserver.selectors import SelectorError, parse_field_selector, parse_selector
@@ -38,6 +46,9 @@ from voiceop.status import now_iso
 Obj = dict[str, Any]
 ObjKey = tuple[str, str]  # (namespace or "", name)
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+UPDATER = "(updates)"  # the field manager of every write that is no apply
+# Kinds whose spec.replicas kube-apiserver defaults to 1 (also when an apply removes it).
+DEFAULT_ONE_REPLICA = {("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets")}
 EVENT_LOG_SIZE = 20_000
 
 
@@ -46,7 +57,8 @@ class Store(FaultsAndCounts, Watching):
         self._lock = threading.RLock()
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._objects: dict[tuple[str, str], dict[ObjKey, Obj]] = {}
-        self._applied: dict[tuple[tuple[str, str], ObjKey, str], Obj] = {}
+        # (kind, object) -> {field manager: what it applied last}: field ownership for apply.
+        self._applied: dict[tuple[tuple[str, str], ObjKey], dict[str, Obj]] = {}
         self._uids: set[str] = set()  # of every object stored: owners the garbage collector knows
         self._revision = itertools.count(1)
         self._last_revision = 0
@@ -157,8 +169,11 @@ class Store(FaultsAndCounts, Watching):
         obj["metadata"]["resourceVersion"] = str(self._last_revision)
 
     def _admit(self, rtype: ResourceType, obj: Obj) -> Obj:
-        """Defaults and validation of a custom resource from its CRD schema, as on a cluster."""
+        """Defaults and validation of a custom resource from its CRD schema, as on a cluster; of
+        the built-in kinds, only the defaults voiceop's writes meet (a Deployment's replicas)."""
         if rtype.schema is None:
+            if rtype.key in DEFAULT_ONE_REPLICA and isinstance(obj.get("spec"), dict):
+                obj["spec"].setdefault("replicas", 1)
             return obj
         spec_and_more = {k: v for k, v in obj.items() if k != "status"}
         defaulted, errors = self._admission_for(rtype).admit(spec_and_more)
@@ -246,9 +261,16 @@ class Store(FaultsAndCounts, Watching):
         }
 
     def _store_update(
-        self, rtype: ResourceType, key: ObjKey, old: Obj, new: Obj, subresource: str | None
+        self,
+        rtype: ResourceType,
+        key: ObjKey,
+        old: Obj,
+        new: Obj,
+        subresource: str | None,
+        applier: str | None = None,
     ) -> Obj:
-        """Common tail of PUT and PATCH: subresource isolation, identity, generation, finalizers."""
+        """Common tail of PUT and PATCH: subresource isolation, identity, generation, finalizers,
+        and field ownership (what this write changed is no other applier's any more)."""
         # A resourceVersion sent is a precondition on /status too (kube-apiserver checks it on
         # the object the write produced, before the status is isolated from the rest).
         sent_version = (new.get("metadata") or {}).get("resourceVersion")
@@ -291,6 +313,16 @@ class Store(FaultsAndCounts, Watching):
         if "deletionTimestamp" in meta and not meta.get("finalizers"):
             self._remove(rtype, key)
             return new
+        managers = self._applied.setdefault((rtype.key, key), {})
+        for manager, applied in list(managers.items()):
+            if manager != applier:
+                managers[manager] = disown(applied, old, new, rtype.schema is None) or {}
+        if applier is None and subresource != "status":
+            # An update owns what it changed (one updater stands for all: none of voiceop's
+            # checks tells updaters apart).
+            changed = changed_fields(old, new)
+            if changed:
+                managers[UPDATER] = owned_by_update(managers.get(UPDATER, {}), changed)
         self._bump(new)
         self._table(rtype)[key] = new
         self._emit("MODIFIED", rtype, old, new)
@@ -319,6 +351,7 @@ class Store(FaultsAndCounts, Watching):
         *,
         subresource: str | None = None,
         field_manager: str | None = None,
+        force: bool = True,
     ) -> Obj:
         with self._lock:
             key = (self._ns(rtype, namespace), name)
@@ -330,11 +363,20 @@ class Store(FaultsAndCounts, Watching):
                 if is_apply:
                     if not field_manager:
                         raise ApiError(422, "Invalid", "fieldManager is required for apply")
-                    previous = self._applied.get((rtype.key, key, field_manager))
-                    self._applied[(rtype.key, key, field_manager)] = copy.deepcopy(body)
+                    managers = self._applied.setdefault((rtype.key, key), {})
                     if old is None:
-                        return self.create(rtype, namespace, body)
-                    new = server_side_apply(old, body, previous, associative_lists=rtype.schema is None)
+                        created = self.create(rtype, namespace, body)
+                        managers[field_manager] = copy.deepcopy(body)
+                        return created
+                    new = server_side_apply(
+                        old,
+                        body,
+                        managers.get(field_manager),
+                        associative_lists=rtype.schema is None,
+                        others=[a for m, a in managers.items() if m != field_manager],
+                        force=force,
+                    )
+                    managers[field_manager] = copy.deepcopy(body)
                 elif content_type.startswith("application/json-patch"):
                     new = json_patch(old, body)
                 else:  # merge-patch and strategic-merge-patch
@@ -346,7 +388,7 @@ class Store(FaultsAndCounts, Watching):
             assert old is not None  # an apply to a missing object created it above
             if subresource == "scale":
                 return self._write_scale(rtype, key, old, new)
-            return self._store_update(rtype, key, old, new, subresource)
+            return self._store_update(rtype, key, old, new, subresource, field_manager if is_apply else None)
 
     # --- scale subresource ----------------------------------------------------------------
 
@@ -389,8 +431,7 @@ class Store(FaultsAndCounts, Watching):
     def _remove(self, rtype: ResourceType, key: ObjKey) -> None:
         obj = self._table(rtype).pop(key)
         self._uids.discard(obj["metadata"].get("uid", ""))
-        for applied_key in [k for k in self._applied if k[0] == rtype.key and k[1] == key]:
-            del self._applied[applied_key]
+        self._applied.pop((rtype.key, key), None)
         self._bump(obj)
         self._emit("DELETED", rtype, obj, obj)
         if rtype.key == CRD_KEY:

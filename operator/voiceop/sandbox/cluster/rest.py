@@ -82,12 +82,12 @@ class Rest:
     def create(self, path: str, body: Any) -> Any:
         return self.request("POST", path, body)
 
-    def apply(self, path: str, body: Any, manager: str = "voiceop-sandbox") -> Any:
+    def apply(self, path: str, body: Any, manager: str = "voiceop-sandbox", force: bool = True) -> Any:
         return self.request(
             "PATCH",
             path,
             body,
-            params={"fieldManager": manager, "force": "true"},
+            params={"fieldManager": manager, "force": "true" if force else "false"},
             content_type="application/apply-patch+yaml",
         )
 
