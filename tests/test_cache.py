@@ -114,3 +114,39 @@ def test_the_cache_keeps_everything_but_managed_fields() -> None:
     assert kept is not None and "managedFields" not in kept["metadata"]
     assert kept == {**sent, "metadata": {k: v for k, v in sent["metadata"].items() if k != "managedFields"}}
     assert "managedFields" in sent["metadata"]  # what the caller holds is not changed
+
+
+def region_deployment(name: str, version: int, region: str | None, replicas: int | None) -> dict[str, Any]:
+    raw = child("Deployment", name, version, "billing")
+    if region is not None:
+        raw["metadata"]["labels"]["voiceop.dev/region"] = region
+    if replicas is not None:
+        raw["spec"] = {"replicas": replicas}
+    return raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["upsert", "remove"]),
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(["eu-west", "us-east", None]),
+            st.one_of(st.none(), st.integers(0, 9)),
+        ),
+        max_size=40,
+    )
+)
+def test_the_replica_count_is_what_a_full_scan_finds_through_scaling_relabels_and_deletes(
+    events: list[tuple[str, str, str | None, int | None]],
+) -> None:
+    cache = ClusterCache()
+    for version, (action, name, region, replicas) in enumerate(events, start=1):
+        raw = region_deployment(name, version, region, replicas)
+        cache.upsert(raw) if action == "upsert" else cache.remove(raw)
+        scan: dict[str, int] = {}
+        for raw in cache.children["Deployment"].values():
+            if (in_region := raw["metadata"]["labels"].get("voiceop.dev/region")) is not None:
+                scan[in_region] = scan.get(in_region, 0) + (raw.get("spec") or {}).get("replicas", 1)
+        kept = {r: n for r, n in cache.replica_count.by_region.items() if n or r in scan}
+        assert kept == scan

@@ -477,6 +477,7 @@ def test_replicas_left_out_of_an_apply_are_removed_only_when_nobody_else_owns_th
                     "application/apply-patch+yaml",
                     _media_deployment(replicas),
                     field_manager=manager,
+                    force=step == "apply",
                 )
             loopback.append(server.store.find("apps/v1", "Deployment", "owners", "owned")["spec"]["replicas"])
     assert real == [3, 1, 3, 5, 5, 5, 5, 2, 2, 2]

@@ -138,7 +138,7 @@ class AgentReconciler:
         nothing changes. What the Kubernetes docs advise for handing replicas to an HPA."""
         meta = live["metadata"]
         body = {
-            "apiVersion": "apps/v1",
+            "apiVersion": KINDS["Deployment"].api_version,
             "kind": "Deployment",
             "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
             "spec": {"replicas": (live.get("spec") or {}).get("replicas", 1)},

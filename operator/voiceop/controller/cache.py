@@ -18,7 +18,7 @@ from voiceop.api.base import CustomResource
 from voiceop.api.inventory import Inventory
 from voiceop.api.kinds import VOICEOP_KINDS, WATCHED_CHILD_KINDS
 from voiceop.api.v1alpha1 import AIBackend, Region, VoiceAgent, VoiceEndpoint
-from voiceop.api.wire import AGENT_LABEL, MANAGED_BY
+from voiceop.api.wire import AGENT_LABEL, MANAGED_BY, REGION_LABEL
 
 Raw = dict[str, Any]
 
@@ -94,6 +94,35 @@ def _key(raw: Raw) -> tuple[str, str]:
     return (meta.get("namespace") or "", meta["name"])
 
 
+@dataclass
+class ReplicaCount:
+    """Media Deployments' replicas by region: a region's total and each Deployment's part in
+    it, moved together, so an agent's share of the region (what the others leave) never mixes
+    one state of the cache with another (the scaler's tick works on a copy taken once)."""
+
+    by_region: dict[str, int] = field(default_factory=dict)
+    parts: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)  # (ns, name) -> (region, n)
+
+    def set(self, namespace: str, name: str, region: str, replicas: int) -> None:
+        old_region, old = self.parts.get((namespace, name), (region, 0))
+        self.by_region[old_region] = self.by_region.get(old_region, 0) - old
+        self.by_region[region] = self.by_region.get(region, 0) + replicas
+        self.parts[(namespace, name)] = (region, replicas)
+
+    def remove(self, namespace: str, name: str) -> None:
+        region, old = self.parts.pop((namespace, name), ("", 0))
+        if old:
+            self.by_region[region] -= old
+
+    def copy(self) -> ReplicaCount:
+        return ReplicaCount(dict(self.by_region), dict(self.parts))
+
+    def others(self, region: str, namespace: str, name: str) -> int:
+        """The replicas in `region` of every Deployment but this one."""
+        own_region, own = self.parts.get((namespace, name), (region, 0))
+        return self.by_region.get(region, 0) - (own if own_region == region else 0)
+
+
 def _owning_agent(kind: str, raw: Raw | None) -> str | None:
     """The agent whose child this is: labelled with it and managed by voiceop (pods are the
     ReplicaSet's, not voiceop's)."""
@@ -115,6 +144,10 @@ class ClusterCache:
     _by_agent: dict[tuple[str, str], dict[tuple[str, str], Raw]] = field(
         default_factory=lambda: defaultdict(dict)
     )
+    # The replicas of every Deployment labelled with a region, kept with `children` as well:
+    # what a region's capacity.maxMediaPods is shared by, read for each new Deployment (a
+    # count afresh each time was quadratic in the fleet).
+    replica_count: ReplicaCount = field(default_factory=ReplicaCount)
 
     # --- feeding --------------------------------------------------------------------------
 
@@ -169,6 +202,13 @@ class ClusterCache:
                 self._by_agent.pop((namespace, was), None)
         if new is not None and (now := _owning_agent(kind, new)) is not None:
             self._by_agent[(namespace, now)][(kind, name)] = new
+        if kind == "Deployment":
+            region = None if new is None else (new["metadata"].get("labels") or {}).get(REGION_LABEL)
+            if new is None or region is None:
+                self.replica_count.remove(namespace, name)
+            else:
+                replicas = int((new.get("spec") or {}).get("replicas", 1))
+                self.replica_count.set(namespace, name, region, replicas)
 
     def keys_of(self, kind: str) -> set[tuple[str, str]]:
         table = self.objects if kind in VOICEOP_KINDS else self.children

@@ -23,7 +23,7 @@ from voiceop.api.kinds import KINDS
 from voiceop.api.v1alpha1 import VoiceAgent
 from voiceop.api.wire import ACCEPTING_CALLS, AGENT_LABEL, DRAINING_SINCE, POD_DELETION_COST, REGION_LABEL
 from voiceop.backends import active_backend
-from voiceop.controller.cache import ClusterCache, Raw
+from voiceop.controller.cache import ClusterCache, Raw, ReplicaCount
 from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.signals import DirectScraper, PrometheusReader, Reading, RegionSignals
 from voiceop.handoffs import DEFAULT_WINDOW_SECONDS
@@ -93,27 +93,6 @@ class StartupTimes:
         return self.median
 
 
-@dataclass
-class ReplicaCount:
-    """Media Deployments' replicas by region, from one snapshot: a region's total and each
-    Deployment's part in it come from the same count, so an agent's share of the region
-    (what the others leave) never mixes a snapshot with a newer watch event."""
-
-    by_region: dict[str, int] = field(default_factory=dict)
-    parts: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)  # (ns, name) -> (region, n)
-
-    def set(self, namespace: str, name: str, region: str, replicas: int) -> None:
-        old_region, old = self.parts.get((namespace, name), (region, 0))
-        self.by_region[old_region] = self.by_region.get(old_region, 0) - old
-        self.by_region[region] = self.by_region.get(region, 0) + replicas
-        self.parts[(namespace, name)] = (region, replicas)
-
-    def others(self, region: str, namespace: str, name: str) -> int:
-        """The replicas in `region` of every Deployment but this one."""
-        own_region, own = self.parts.get((namespace, name), (region, 0))
-        return self.by_region.get(region, 0) - (own if own_region == region else 0)
-
-
 def hands_off(agent: VoiceAgent) -> bool:
     """Whether the agent's pods hand calls to humans (and so have hand-offs to count)."""
     return agent.spec.fallback is not None and agent.spec.fallback.human_handoff is not None
@@ -180,14 +159,10 @@ class Scaler:
 
     def count_replicas(self) -> ReplicaCount:
         """Replicas of every media Deployment, per region: what a region's
-        `capacity.maxMediaPods` is shared by. One pass over the cache, not one per agent (900
-        regions with a cap had scanned 900 Deployments each: 1.7 s of a 300-agent tick)."""
-        count = ReplicaCount()
-        for (namespace, name), raw in self.cache.children["Deployment"].items():
-            region = (raw["metadata"].get("labels") or {}).get(REGION_LABEL)
-            if region is not None:
-                count.set(namespace, name, region, int((raw.get("spec") or {}).get("replicas", 1)))
-        return count
+        `capacity.maxMediaPods` is shared by. A tick's snapshot of the cache's count, once per
+        tick, not a scan per agent (900 regions with a cap had scanned 900 Deployments each:
+        1.7 s of a 300-agent tick)."""
+        return self.cache.replica_count.copy()
 
     async def tick(self) -> None:
         self._replicas = self.count_replicas()
@@ -280,7 +255,7 @@ class Scaler:
         caps: list[tuple[str, int]] = []
         region_obj = self.cache.regions()[region]
         if region_obj.spec.capacity and region_obj.spec.capacity.max_media_pods is not None:
-            count = self._replicas if self._replicas is not None else self.count_replicas()
+            count = self._replicas if self._replicas is not None else self.cache.replica_count
             others = count.others(region, agent.namespace, media_name(agent.name, region))
             caps.append(
                 (

@@ -313,7 +313,7 @@ class Store(FaultsAndCounts, Watching):
         if "deletionTimestamp" in meta and not meta.get("finalizers"):
             self._remove(rtype, key)
             return new
-        managers = self._applied.setdefault((rtype.key, key), {})
+        managers = self._applied.get((rtype.key, key), {})
         for manager, applied in list(managers.items()):
             if manager != applier:
                 managers[manager] = disown(applied, old, new, rtype.schema is None) or {}
@@ -323,6 +323,7 @@ class Store(FaultsAndCounts, Watching):
             changed = changed_fields(old, new)
             if changed:
                 managers[UPDATER] = owned_by_update(managers.get(UPDATER, {}), changed)
+                self._applied[(rtype.key, key)] = managers
         self._bump(new)
         self._table(rtype)[key] = new
         self._emit("MODIFIED", rtype, old, new)
