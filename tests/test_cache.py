@@ -150,3 +150,54 @@ def test_the_replica_count_is_what_a_full_scan_finds_through_scaling_relabels_an
                 scan[in_region] = scan.get(in_region, 0) + (raw.get("spec") or {}).get("replicas", 1)
         kept = {r: n for r, n in cache.replica_count.by_region.items() if n or r in scan}
         assert kept == scan
+
+
+def media_pod() -> dict[str, Any]:
+    """A media pod as kube-apiserver sends it (trimmed where nothing is read either way)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "billing-eu-west-7d9f-abcde", "namespace": "cc", "uid": "p-1", "resourceVersion": "42",
+            "creationTimestamp": "2026-12-05T10:00:00Z",
+            "labels": {"app.kubernetes.io/managed-by": "voiceop", "voiceop.dev/agent": "billing",
+                       "voiceop.dev/region": "eu-west"},
+            "annotations": {"voiceop.dev/draining-since": "2026-12-05T10:05:00Z"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "billing-eu-west-7d9f"}],
+            "managedFields": [{"manager": "kube-controller-manager", "operation": "Update"}],
+        },
+        "spec": {
+            "containers": [{"name": "media", "image": "ghcr.io/voiceop/media-sim:0.1",
+                            "env": [{"name": "VOICEOP_REGION", "value": "eu-west"}] * 20}],
+            "volumes": [{"name": "runtime", "configMap": {"name": "billing-runtime"}}],
+            "readinessGates": [{"conditionType": "voiceop.dev/accepting-calls"}],
+            "nodeName": "sandbox-0",
+        },
+        "status": {
+            "phase": "Running", "podIP": "127.0.1.5", "podIPs": [{"ip": "127.0.1.5"}], "hostIP": "127.0.0.1",
+            "conditions": [
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": "2026-12-05T10:00:04Z"},
+                {"type": "Ready", "status": "False", "lastTransitionTime": "2026-12-05T10:00:00Z"},
+            ],
+            "containerStatuses": [{"name": "media", "ready": True, "restartCount": 0, "state": {"running": {}}}],
+        },
+    }  # fmt: skip
+
+
+def test_a_cached_pod_is_what_the_scaler_reads_of_it_and_nothing_else() -> None:
+    from voiceop.controller.scaler import draining_since, pod_state, took_to_start
+
+    cache = ClusterCache()
+    sent = media_pod()
+    cache.upsert(sent)
+    kept = cache.child("Pod", "cc", sent["metadata"]["name"])
+    assert kept is not None
+    assert kept["metadata"] == {k: v for k, v in sent["metadata"].items() if k != "managedFields"}
+    assert kept["spec"] == {"readinessGates": sent["spec"]["readinessGates"]}
+    assert kept["status"] == {k: sent["status"][k] for k in ("phase", "podIP", "podIPs", "conditions")}
+    for read in (pod_state, draining_since, took_to_start):
+        assert read(kept) == read(sent), read.__name__
+    assert "containers" in sent["spec"]  # what the caller holds is not changed
+    # Kinds voiceop renders are kept whole: their fields are compared with the render.
+    cache.upsert({**deployment("1", 2), "spec": {"template": {"spec": {"containers": [{"name": "m"}]}}}})
+    assert cache.child("Deployment", "cc", "billing-eu-west")["spec"]["template"]["spec"]["containers"]  # type: ignore[index]

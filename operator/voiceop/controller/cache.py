@@ -79,14 +79,31 @@ def shared_strings(value: Any) -> Any:
     return value
 
 
+# What the scaler reads of a media pod besides its metadata (voiceop owns no pod, so nothing
+# is ever compared against or written back from the rest): the readiness gates it opens, the
+# conditions it reads and patches, the address it scrapes. The containers, volumes and their
+# statuses are most of a pod as kube-apiserver sends it.
+POD_KEPT: dict[str, tuple[str, ...]] = {
+    "spec": ("readinessGates",),
+    "status": ("phase", "conditions", "podIP", "podIPs"),
+}
+
+
 def as_cached(raw: Raw) -> Raw:
     """What the cache keeps of an object: all of it but `metadata.managedFields` (the server's
     record of who set which field: nothing voiceop reads, and on kube-apiserver often the
-    largest part of a Deployment or Pod), with strings shared (see shared_strings)."""
+    largest part of a Deployment or Pod), and of a Pod only what POD_KEPT names; with strings
+    shared (see shared_strings)."""
     meta = raw.get("metadata") or {}
     if "managedFields" in meta:
         raw = {**raw, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    if raw.get("kind") == "Pod":
+        raw = {**raw, **{part: _only(raw.get(part), keys) for part, keys in POD_KEPT.items()}}
     return shared_strings(raw)
+
+
+def _only(value: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: value[k] for k in keys if k in value} if isinstance(value, dict) else {}
 
 
 def _key(raw: Raw) -> tuple[str, str]:

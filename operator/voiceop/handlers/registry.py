@@ -88,6 +88,11 @@ def configure(settings: kopf.OperatorSettings, peering_lifetime: float | None = 
     settings.watching.client_timeout = 270
     settings.watching.reconnect_backoff = 0.5
     settings.networking.request_timeout = 30
+    # kopf keeps a worker task (queue, coroutines, contexts) per object until it has idled this
+    # long (5 s by default). voiceop's handlers only hand events to its cache, so a worker is cheap
+    # to start again; with 3,300 objects converging the idle workers set the operator's peak
+    # memory, which CPython keeps: 300 agents converged at 176 MiB RSS with 5 s, 131 MiB with 0.5 s.
+    settings.queueing.idle_timeout = 0.5
 
 
 def connection_of(info: kopf.ConnectionInfo) -> Connection:
