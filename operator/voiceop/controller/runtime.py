@@ -164,47 +164,51 @@ class OperatorRuntime:
         """
         while True:
             await asyncio.sleep(self.relist_seconds)
-            assert self.client is not None and self.reconciler is not None
-            # What the cache held before listing: only those can be ghosts (an object created
-            # while the list ran is in the cache from its watch event, not in the list).
-            before = {
-                kind: {key: _version(self.cache.raw(kind, key)) for key in self.cache.keys_of(kind)}
-                for kind in (*VOICEOP_KINDS, *WATCHED_CHILD_KINDS)
-            }
             try:
-                listed = await self._list_all(self.client)
+                await self._relist()
             except ApiError as error:
                 logger.warning("relist failed: %s; next in %.0f s", error, self.relist_seconds)
-                continue
-            for kind_name, items in listed.items():
-                present = {((i["metadata"].get("namespace") or ""), i["metadata"]["name"]) for i in items}
-                for key in self.cache.keys_of(kind_name) - present:
-                    ghost = self.cache.raw(kind_name, key)
-                    if ghost is not None and before[kind_name].get(key) == _version(ghost):
-                        logger.info("relist: %s %s/%s is gone", kind_name, *key)
-                        self.reconciler.observe(ghost, deleted=True)
 
-    async def _list_all(self, client: KubeClient) -> dict[str, list[dict[str, Any]]]:
-        scopes: Sequence[str | None] = self.namespaces or (None,)
-        listed: dict[str, list[dict[str, Any]]] = {}
+    async def _relist(self) -> None:
+        """One relist, a kind at a time, keeping only the listed keys: a listing of every kind
+        at once, held until the next relist, had doubled the operator's memory (1,000 agents on
+        kube-apiserver: 264 -> 573 MiB RSS, 625,000 dicts of list items kept for 300 s)."""
+        assert self.client is not None and self.reconciler is not None
         for kind_name in (*VOICEOP_KINDS, *WATCHED_CHILD_KINDS):
-            kind = KINDS[kind_name]
-            selector = None if kind_name in VOICEOP_KINDS else CHILD_SELECTOR
-            items: list[dict[str, Any]] = []
-            try:
-                for namespace in scopes if kind.namespaced else (None,):
-                    items += await client.list(kind, namespace, selector)
-            except ApiError as error:
-                if error.code == 404 and kind.optional:
-                    continue  # KEDA not installed: no ScaledObjects
-                raise
-            for item in items:
-                # kube-apiserver leaves both out of a built-in kind's list items; without them
-                # a listed child never equals what voiceop applies, and a restart re-applied it.
-                item.setdefault("kind", kind_name)
-                item.setdefault("apiVersion", kind.api_version)
-            listed[kind_name] = items
-        return listed
+            # What the cache held before listing: only those can be ghosts (an object created
+            # while the list ran is in the cache from its watch event, not in the list).
+            before = {key: _version(self.cache.raw(kind_name, key)) for key in self.cache.keys_of(kind_name)}
+            items = await self._list_kind(self.client, kind_name)
+            if items is None:
+                continue
+            present = {((i["metadata"].get("namespace") or ""), i["metadata"]["name"]) for i in items}
+            del items
+            for key in self.cache.keys_of(kind_name) - present:
+                ghost = self.cache.raw(kind_name, key)
+                if ghost is not None and before.get(key) == _version(ghost):
+                    logger.info("relist: %s %s/%s is gone", kind_name, *key)
+                    self.reconciler.observe(ghost, deleted=True)
+
+    async def _list_kind(self, client: KubeClient, kind_name: str) -> list[dict[str, Any]] | None:
+        """Every object of a kind voiceop watches (children by its label); None for an optional
+        kind the cluster does not serve (KEDA not installed: no ScaledObjects)."""
+        kind = KINDS[kind_name]
+        selector = None if kind_name in VOICEOP_KINDS else CHILD_SELECTOR
+        scopes: Sequence[str | None] = (self.namespaces or (None,)) if kind.namespaced else (None,)
+        items: list[dict[str, Any]] = []
+        try:
+            for namespace in scopes:
+                items += await client.list(kind, namespace, selector)
+        except ApiError as error:
+            if error.code == 404 and kind.optional:
+                return None
+            raise
+        for item in items:
+            # kube-apiserver leaves both out of a built-in kind's list items; without them
+            # a listed child never equals what voiceop applies, and a restart re-applied it.
+            item.setdefault("kind", kind_name)
+            item.setdefault("apiVersion", kind.api_version)
+        return items
 
     async def _initial_sync(self, client: KubeClient) -> None:
         """List everything once before reconciling anything, as informers sync their caches.
@@ -212,8 +216,8 @@ class OperatorRuntime:
         kopf delivers its initial listings kind by kind; reconciling an agent before its
         Deployments are known would re-apply them all on every restart.
         """
-        for items in (await self._list_all(client)).values():
-            for item in items:
+        for kind_name in (*VOICEOP_KINDS, *WATCHED_CHILD_KINDS):
+            for item in await self._list_kind(client, kind_name) or ():
                 self.cache.upsert_if_absent(item)
 
     async def _write_backend_status(self, seen: Any, status: dict[str, Any]) -> bool:
