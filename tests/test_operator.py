@@ -723,7 +723,7 @@ def test_listed_children_compare_equal_to_what_voiceop_applies(
         runtime = OperatorRuntime(connection=Connection(server=cluster.server.url, token="loopback"))
         client = KubeClient.connect(runtime.connection)
         try:
-            return await runtime._list_kind(client, "Deployment")
+            return [item async for chunk in runtime._list_kind(client, "Deployment") for item in chunk]
         finally:
             await client.close()
 

@@ -39,6 +39,7 @@ FIELD_MANAGER = "voiceop"
 HANDOVER_MANAGER = "voiceop-handover"
 TRANSIENT_CODES = frozenset({429, 500, 502, 503, 504})
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+LIST_CHUNK = 500  # items per list request, as client-go's pager asks by default
 RETRY_AFTER_CAP_SECONDS = 10.0
 
 
@@ -253,9 +254,36 @@ class KubeClient:
     async def list(
         self, kind: Kind, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        result = await self.request("GET", kind.path(namespace), verb="list", params=params)
-        return list(result.get("items", []))
+        items: list[dict[str, Any]] = []
+        async for chunk in self.list_chunks(kind, namespace, label_selector):
+            items += chunk
+        return items
+
+    async def list_chunks(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        chunk_size: int = LIST_CHUNK,
+    ) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """A list in chunks of `chunk_size` (limit and continue), as client-go's pager reads
+        it: a caller that needs only part of each item holds one chunk at a time, not all."""
+        params = {"limit": str(chunk_size), **({"labelSelector": label_selector} if label_selector else {})}
+        while True:
+            try:
+                result = await self.request("GET", kind.path(namespace), verb="list", params=params)
+            except ApiError as error:
+                if error.code != 410 or "continue" not in params:
+                    raise
+                # The token outlived etcd's compaction: the rest in one list, as client-go's
+                # pager falls back (the items before it were yielded; a repeat is harmless).
+                params = {k: v for k, v in params.items() if k not in ("limit", "continue")}
+                continue
+            yield list(result.get("items", []))
+            token = (result.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            params = {**params, "continue": token}
 
     async def list_versioned(
         self, kind: Kind, namespace: str | None = None, params: Mapping[str, str] | None = None

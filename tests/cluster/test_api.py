@@ -482,3 +482,57 @@ def test_replicas_left_out_of_an_apply_are_removed_only_when_nobody_else_owns_th
             loopback.append(server.store.find("apps/v1", "Deployment", "owners", "owned")["spec"]["replicas"])
     assert real == [3, 1, 3, 5, 5, 5, 5, 2, 2, 2]
     assert loopback == real
+
+
+def test_a_list_read_in_chunks_is_the_same_on_both_servers(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The operator lists in chunks (limit and continue) so that a relist holds one chunk, not
+    every object of a kind; the loopback server serves the same chunks, in the same order, each
+    with the first chunk's resourceVersion and a continue token on all but the last."""
+    import asyncio
+
+    from voiceop.api.kinds import KINDS
+    from voiceop.kube import KubeClient, connection_from_kubeconfig
+    from voiceop.sandbox.apiserver import LoopbackApiServer
+
+    namespace = "chunked-list"
+    config_maps = [
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": f"cm-{i}", "namespace": namespace, "labels": {"probe": "chunks"}}}
+        for i in (3, 0, 6, 1, 5, 2, 4)
+    ]  # fmt: skip
+
+    async def read(kubeconfig: Path) -> tuple[list[list[str]], list[dict[str, Any]]]:
+        client = KubeClient.connect(connection_from_kubeconfig(kubeconfig))
+        try:
+            names = [
+                [c["metadata"]["name"] for c in chunk]
+                async for chunk in client.list_chunks(
+                    KINDS["ConfigMap"], namespace, "probe=chunks", chunk_size=3
+                )
+            ]
+            metas, params = [], {"labelSelector": "probe=chunks", "limit": "3"}
+            while True:
+                page = await client.request(
+                    "GET", KINDS["ConfigMap"].path(namespace), verb="list", params=params
+                )
+                metas.append(page["metadata"])
+                if not page["metadata"].get("continue"):
+                    return names, metas
+                params = {**params, "continue": page["metadata"]["continue"]}
+        finally:
+            await client.close()
+
+    _ensure_namespace(sandbox, namespace)
+    for obj in config_maps:
+        sandbox.apply(obj)
+    real_names, real_metas = asyncio.run(read(sandbox.admin_kubeconfig))
+    with LoopbackApiServer() as server:
+        server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        for obj in config_maps:
+            server.apply(obj)
+        mine_names, mine_metas = asyncio.run(read(server.write_kubeconfig(tmp_path / "loopback")))
+    expected = [["cm-0", "cm-1", "cm-2"], ["cm-3", "cm-4", "cm-5"], ["cm-6"]]
+    assert real_names == mine_names == expected
+    for metas in (real_metas, mine_metas):
+        assert len({m["resourceVersion"] for m in metas}) == 1
+        assert [bool(m.get("continue")) for m in metas] == [True, True, False]

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from voiceop.api.kinds import KINDS, VOICEOP_KINDS, WATCHED_CHILD_KINDS
@@ -170,45 +170,45 @@ class OperatorRuntime:
                 logger.warning("relist failed: %s; next in %.0f s", error, self.relist_seconds)
 
     async def _relist(self) -> None:
-        """One relist, a kind at a time, keeping only the listed keys: a listing of every kind
-        at once, held until the next relist, had doubled the operator's memory (1,000 agents on
-        kube-apiserver: 264 -> 573 MiB RSS, 625,000 dicts of list items kept for 300 s)."""
+        """One relist, a kind and a chunk at a time, keeping only the listed keys: a listing
+        of every kind at once, held until the next relist, had doubled the operator's memory
+        (1,000 agents on kube-apiserver: 264 -> 573 MiB RSS, 625,000 dicts kept for 300 s)."""
         assert self.client is not None and self.reconciler is not None
         for kind_name in (*VOICEOP_KINDS, *WATCHED_CHILD_KINDS):
             # What the cache held before listing: only those can be ghosts (an object created
             # while the list ran is in the cache from its watch event, not in the list).
             before = {key: _version(self.cache.raw(kind_name, key)) for key in self.cache.keys_of(kind_name)}
-            items = await self._list_kind(self.client, kind_name)
-            if items is None:
-                continue
-            present = {((i["metadata"].get("namespace") or ""), i["metadata"]["name"]) for i in items}
-            del items
+            present: set[tuple[str, str]] | None = None
+            async for chunk in self._list_kind(self.client, kind_name):
+                present = (present or set()) | {_key_of(item) for item in chunk}
+            if present is None:
+                continue  # not served (KEDA not installed)
             for key in self.cache.keys_of(kind_name) - present:
                 ghost = self.cache.raw(kind_name, key)
                 if ghost is not None and before.get(key) == _version(ghost):
                     logger.info("relist: %s %s/%s is gone", kind_name, *key)
                     self.reconciler.observe(ghost, deleted=True)
 
-    async def _list_kind(self, client: KubeClient, kind_name: str) -> list[dict[str, Any]] | None:
-        """Every object of a kind voiceop watches (children by its label); None for an optional
-        kind the cluster does not serve (KEDA not installed: no ScaledObjects)."""
+    async def _list_kind(self, client: KubeClient, kind_name: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every object of a kind voiceop watches (children by its label), in chunks; nothing
+        at all for an optional kind the cluster does not serve (no ScaledObjects without KEDA)."""
         kind = KINDS[kind_name]
         selector = None if kind_name in VOICEOP_KINDS else CHILD_SELECTOR
         scopes: Sequence[str | None] = (self.namespaces or (None,)) if kind.namespaced else (None,)
-        items: list[dict[str, Any]] = []
-        try:
-            for namespace in scopes:
-                items += await client.list(kind, namespace, selector)
-        except ApiError as error:
-            if error.code == 404 and kind.optional:
-                return None
-            raise
-        for item in items:
-            # kube-apiserver leaves both out of a built-in kind's list items; without them
-            # a listed child never equals what voiceop applies, and a restart re-applied it.
-            item.setdefault("kind", kind_name)
-            item.setdefault("apiVersion", kind.api_version)
-        return items
+        for namespace in scopes:
+            try:
+                async for items in client.list_chunks(kind, namespace, selector):
+                    for item in items:
+                        # kube-apiserver leaves both out of a built-in kind's list items; without
+                        # them a listed child never equals what voiceop applies, and a restart
+                        # re-applied it.
+                        item.setdefault("kind", kind_name)
+                        item.setdefault("apiVersion", kind.api_version)
+                    yield items
+            except ApiError as error:
+                if error.code == 404 and kind.optional:
+                    return
+                raise
 
     async def _initial_sync(self, client: KubeClient) -> None:
         """List everything once before reconciling anything, as informers sync their caches.
@@ -217,8 +217,9 @@ class OperatorRuntime:
         Deployments are known would re-apply them all on every restart.
         """
         for kind_name in (*VOICEOP_KINDS, *WATCHED_CHILD_KINDS):
-            for item in await self._list_kind(client, kind_name) or ():
-                self.cache.upsert_if_absent(item)
+            async for items in self._list_kind(client, kind_name):
+                for item in items:
+                    self.cache.upsert_if_absent(item)
 
     async def _write_backend_status(self, seen: Any, status: dict[str, Any]) -> bool:
         assert self.reconciler is not None
@@ -251,6 +252,10 @@ class OperatorRuntime:
 
     def queue_depth(self) -> int:
         return 0 if self.reconciler is None else self.reconciler.queue.depth
+
+
+def _key_of(raw: dict[str, Any]) -> tuple[str, str]:
+    return (raw["metadata"].get("namespace") or "", raw["metadata"]["name"])
 
 
 def _version(raw: dict[str, Any] | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 from dataclasses import dataclass
@@ -41,6 +42,37 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def _error(error: ApiError) -> web.Response:
     return _json(error.status(), error.code)
+
+
+def list_limit(value: str | None) -> int | None:
+    """`limit` of a list: a positive number of items per chunk (0 or none: everything)."""
+    if not value:
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        raise ApiError(400, "BadRequest", f"limit: not a number: {value!r}") from None
+    return limit if limit > 0 else None
+
+
+def continue_token(revision: int, after: tuple[str, str]) -> str:
+    """Opaque to clients, as kube-apiserver's: where the next chunk starts, and the revision
+    the first chunk was served at (every chunk reports it). Unlike kube-apiserver, later chunks
+    are read from the current state, not a snapshot at that revision: a watch from it then
+    replays the changes made meanwhile, which a client sees as updates of what it listed."""
+    raw = json.dumps({"rv": revision, "start": list(after)}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def read_continue(token: str | None) -> tuple[int | None, tuple[str, str] | None]:
+    if not token:
+        return None, None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, name = decoded["start"]
+        return int(decoded["rv"]), (str(namespace), str(name))
+    except (ValueError, KeyError, TypeError):
+        raise ApiError(400, "BadRequest", "continue: not a token this server issued") from None
 
 
 def _resource_list(group_version: str, types: list[ResourceType]) -> dict[str, Any]:
@@ -180,9 +212,24 @@ class ApiHandlers:
     async def _handle(self, request: web.Request, verb: str, t: Target) -> web.Response:
         store, query = self.store, request.query
         if verb == "list":
-            items, revision = store.list(
-                t.rtype, t.namespace, query.get("labelSelector"), query.get("fieldSelector")
+            limit, (first_revision, after) = (
+                list_limit(query.get("limit")),
+                read_continue(query.get("continue")),
             )
+            items, revision = store.list(
+                t.rtype,
+                t.namespace,
+                query.get("labelSelector"),
+                query.get("fieldSelector"),
+                after=after,
+                limit=None if limit is None else limit + 1,
+            )
+            revision = first_revision or revision
+            list_meta: dict[str, Any] = {"resourceVersion": str(revision)}
+            if limit is not None and len(items) > limit:
+                items = items[:limit]
+                last = items[-1]["metadata"]
+                list_meta["continue"] = continue_token(revision, (last.get("namespace") or "", last["name"]))
             if wants_table(request.headers.get("Accept", "")):
                 return _json(table(t.rtype, items, str(revision)))
             if t.rtype.schema is None:
@@ -192,7 +239,7 @@ class ApiHandlers:
                 {
                     "kind": f"{t.rtype.kind}List",
                     "apiVersion": t.rtype.api_version,
-                    "metadata": {"resourceVersion": str(revision)},
+                    "metadata": list_meta,
                     "items": items,
                 }
             )

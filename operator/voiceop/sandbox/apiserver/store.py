@@ -136,20 +136,28 @@ class Store(FaultsAndCounts, Watching):
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        *,
+        after: ObjKey | None = None,
+        limit: int | None = None,
     ) -> tuple[list[Obj], int]:
+        """Matching objects in (namespace, name) order; with `after` and `limit`, the `limit`
+        that follow the key `after` (a chunk of a paginated list)."""
         try:
             labels = parse_selector(label_selector)
             fields = parse_field_selector(field_selector)
         except (SelectorError, ValueError) as error:
             raise ApiError(400, "BadRequest", str(error)) from None
         with self._lock:
-            items = [
-                {**copy.deepcopy(obj), "apiVersion": rtype.api_version}
-                for (ns, _), obj in sorted(self._table(rtype).items())
-                if (not namespace or ns == namespace)
+            matching = (
+                obj
+                for (ns, name), obj in sorted(self._table(rtype).items())
+                if (after is None or (ns, name) > after)
+                and (not namespace or ns == namespace)
                 and labels(obj["metadata"].get("labels") or {})
                 and fields(obj)
-            ]
+            )
+            chosen = matching if limit is None else itertools.islice(matching, limit)
+            items = [{**copy.deepcopy(obj), "apiVersion": rtype.api_version} for obj in chosen]
             return items, self._last_revision
 
     # --- writes ---------------------------------------------------------------------------
