@@ -40,6 +40,7 @@ HANDOVER_MANAGER = "voiceop-handover"
 TRANSIENT_CODES = frozenset({429, 500, 502, 503, 504})
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
 LIST_CHUNK = 500  # items per list request, as client-go's pager asks by default
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 RETRY_AFTER_CAP_SECONDS = 10.0
 
 
@@ -208,9 +209,12 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         retry: bool = True,
+        accept: str | None = None,
     ) -> Any:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
+        if accept is not None:
+            headers["Accept"] = accept
         delays = list(RETRY_DELAYS) if retry else []
         while True:
             started = time.perf_counter()
@@ -265,13 +269,19 @@ class KubeClient:
         namespace: str | None = None,
         label_selector: str | None = None,
         chunk_size: int = LIST_CHUNK,
+        metadata_only: bool = False,
     ) -> AsyncIterator[builtins.list[dict[str, Any]]]:
         """A list in chunks of `chunk_size` (limit and continue), as client-go's pager reads
-        it: a caller that needs only part of each item holds one chunk at a time, not all."""
+        it: a caller that needs only part of each item holds one chunk at a time, not all.
+        `metadata_only`: items with their metadata alone (PartialObjectMetadata, what
+        client-go's metadata informers list), for a caller that needs only names."""
         params = {"limit": str(chunk_size), **({"labelSelector": label_selector} if label_selector else {})}
+        accept = METADATA_ONLY if metadata_only else None
         while True:
             try:
-                result = await self.request("GET", kind.path(namespace), verb="list", params=params)
+                result = await self.request(
+                    "GET", kind.path(namespace), verb="list", params=params, accept=accept
+                )
             except ApiError as error:
                 if error.code != 410 or "continue" not in params:
                     raise

@@ -486,8 +486,9 @@ def test_replicas_left_out_of_an_apply_are_removed_only_when_nobody_else_owns_th
 
 def test_a_list_read_in_chunks_is_the_same_on_both_servers(sandbox: Sandbox, tmp_path: Path) -> None:
     """The operator lists in chunks (limit and continue) so that a relist holds one chunk, not
-    every object of a kind; the loopback server serves the same chunks, in the same order, each
-    with the first chunk's resourceVersion and a continue token on all but the last."""
+    every object of a kind, and its relist asks for metadata only; the loopback server serves
+    the same chunks, in the same order, each with the first chunk's resourceVersion and a
+    continue token on all but the last, and the same PartialObjectMetadata items."""
     import asyncio
 
     from voiceop.api.kinds import KINDS
@@ -510,6 +511,16 @@ def test_a_list_read_in_chunks_is_the_same_on_both_servers(sandbox: Sandbox, tmp
                     KINDS["ConfigMap"], namespace, "probe=chunks", chunk_size=3
                 )
             ]
+            # The relist's form: metadata alone (PartialObjectMetadata), in the same chunks.
+            slim = [
+                chunk
+                async for chunk in client.list_chunks(
+                    KINDS["ConfigMap"], namespace, "probe=chunks", chunk_size=3, metadata_only=True
+                )
+            ]
+            assert [[c["metadata"]["name"] for c in chunk] for chunk in slim] == names
+            shapes.append({(c.get("apiVersion"), c.get("kind"), *sorted(c)) for chunk in slim for c in chunk})
+            assert all(c["metadata"]["labels"] == {"probe": "chunks"} for chunk in slim for c in chunk)
             metas, params = [], {"labelSelector": "probe=chunks", "limit": "3"}
             while True:
                 page = await client.request(
@@ -522,6 +533,7 @@ def test_a_list_read_in_chunks_is_the_same_on_both_servers(sandbox: Sandbox, tmp
         finally:
             await client.close()
 
+    shapes: list[set[tuple[Any, ...]]] = []
     _ensure_namespace(sandbox, namespace)
     for obj in config_maps:
         sandbox.apply(obj)
@@ -533,6 +545,11 @@ def test_a_list_read_in_chunks_is_the_same_on_both_servers(sandbox: Sandbox, tmp
         mine_names, mine_metas = asyncio.run(read(server.write_kubeconfig(tmp_path / "loopback")))
     expected = [["cm-0", "cm-1", "cm-2"], ["cm-3", "cm-4", "cm-5"], ["cm-6"]]
     assert real_names == mine_names == expected
+    assert (
+        shapes[0]
+        == shapes[1]
+        == {("meta.k8s.io/v1", "PartialObjectMetadata", "apiVersion", "kind", "metadata")}
+    )
     for metas in (real_metas, mine_metas):
         assert len({m["resourceVersion"] for m in metas}) == 1
         assert [bool(m.get("continue")) for m in metas] == [True, True, False]

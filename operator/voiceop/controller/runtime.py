@@ -170,16 +170,17 @@ class OperatorRuntime:
                 logger.warning("relist failed: %s; next in %.0f s", error, self.relist_seconds)
 
     async def _relist(self) -> None:
-        """One relist, a kind and a chunk at a time, keeping only the listed keys: a listing
-        of every kind at once, held until the next relist, had doubled the operator's memory
-        (1,000 agents on kube-apiserver: 264 -> 573 MiB RSS, 625,000 dicts kept for 300 s)."""
+        """One relist, a kind and a chunk at a time, of metadata only, keeping only the listed
+        keys: a listing of every kind at once, held until the next relist, had doubled the
+        operator's memory (1,000 agents on kube-apiserver: 264 -> 573 MiB RSS, 625,000 dicts of
+        list items kept for 300 s), and full chunks still added ~35 MiB a relist."""
         assert self.client is not None and self.reconciler is not None
         for kind_name in (*VOICEOP_KINDS, *WATCHED_CHILD_KINDS):
             # What the cache held before listing: only those can be ghosts (an object created
             # while the list ran is in the cache from its watch event, not in the list).
             before = {key: _version(self.cache.raw(kind_name, key)) for key in self.cache.keys_of(kind_name)}
             present: set[tuple[str, str]] | None = None
-            async for chunk in self._list_kind(self.client, kind_name):
+            async for chunk in self._list_kind(self.client, kind_name, metadata_only=True):
                 present = (present or set()) | {_key_of(item) for item in chunk}
             if present is None:
                 continue  # not served (KEDA not installed)
@@ -189,16 +190,19 @@ class OperatorRuntime:
                     logger.info("relist: %s %s/%s is gone", kind_name, *key)
                     self.reconciler.observe(ghost, deleted=True)
 
-    async def _list_kind(self, client: KubeClient, kind_name: str) -> AsyncIterator[list[dict[str, Any]]]:
+    async def _list_kind(
+        self, client: KubeClient, kind_name: str, metadata_only: bool = False
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """Every object of a kind voiceop watches (children by its label), in chunks; nothing
-        at all for an optional kind the cluster does not serve (no ScaledObjects without KEDA)."""
+        at all for an optional kind the cluster does not serve (no ScaledObjects without KEDA).
+        `metadata_only`: items with their metadata alone (enough to know what is gone)."""
         kind = KINDS[kind_name]
         selector = None if kind_name in VOICEOP_KINDS else CHILD_SELECTOR
         scopes: Sequence[str | None] = (self.namespaces or (None,)) if kind.namespaced else (None,)
         for namespace in scopes:
             try:
-                async for items in client.list_chunks(kind, namespace, selector):
-                    for item in items:
+                async for items in client.list_chunks(kind, namespace, selector, metadata_only=metadata_only):
+                    for item in () if metadata_only else items:
                         # kube-apiserver leaves both out of a built-in kind's list items; without
                         # them a listed child never equals what voiceop applies, and a restart
                         # re-applied it.

@@ -44,6 +44,12 @@ def _error(error: ApiError) -> web.Response:
     return _json(error.status(), error.code)
 
 
+def wants_metadata_only(accept: str) -> bool:
+    """A list of PartialObjectMetadata asked for (client-go's metadata informers do)."""
+    first = accept.split(",")[0]
+    return "as=PartialObjectMetadataList" in first and "g=meta.k8s.io" in first
+
+
 def list_limit(value: str | None) -> int | None:
     """`limit` of a list: a positive number of items per chunk (0 or none: everything)."""
     if not value:
@@ -232,6 +238,22 @@ class ApiHandlers:
                 list_meta["continue"] = continue_token(revision, (last.get("namespace") or "", last["name"]))
             if wants_table(request.headers.get("Accept", "")):
                 return _json(table(t.rtype, items, str(revision)))
+            if wants_metadata_only(request.headers.get("Accept", "")):
+                return _json(
+                    {
+                        "kind": "PartialObjectMetadataList",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": list_meta,
+                        "items": [
+                            {
+                                "kind": "PartialObjectMetadata",
+                                "apiVersion": "meta.k8s.io/v1",
+                                "metadata": i["metadata"],
+                            }
+                            for i in items
+                        ],
+                    }
+                )
             if t.rtype.schema is None:
                 # As kube-apiserver: a built-in kind's list items carry no apiVersion or kind.
                 items = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
