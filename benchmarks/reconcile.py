@@ -315,7 +315,12 @@ def measure(
     for obj in objects:
         target.apply(obj)
     # Polled twice a second: listing every agent costs the API server (and so the operator) CPU.
-    converge_s = wait(lambda: target.ready_agents() == agents, 1800, poll=0.5)
+    try:
+        converge_s = wait(lambda: target.ready_agents() == agents, 1800, poll=0.5)
+    except BaseException:
+        operator.kill()  # a run that did not converge leaves no operator behind
+        operator.wait(10)
+        raise
     time.sleep(2.0)  # let stragglers (status of regions, routes) land
     measured = {
         "converge_s": converge_s,
