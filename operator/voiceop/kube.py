@@ -285,8 +285,8 @@ class KubeClient:
             except ApiError as error:
                 if error.code != 410 or "continue" not in params:
                     raise
-                # The token outlived etcd's compaction: the rest in one list, as client-go's
-                # pager falls back (the items before it were yielded; a repeat is harmless).
+                # The token outlived etcd's compaction: everything again in one list, as
+                # client-go's pager falls back (the items before it come a second time).
                 params = {k: v for k, v in params.items() if k not in ("limit", "continue")}
                 continue
             yield list(result.get("items", []))

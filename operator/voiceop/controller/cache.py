@@ -106,7 +106,8 @@ def _only(value: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: value[k] for k in keys if k in value} if isinstance(value, dict) else {}
 
 
-def _key(raw: Raw) -> tuple[str, str]:
+def object_key(raw: Raw) -> tuple[str, str]:
+    """(namespace or "", name): how the cache and the relist name an object."""
     meta = raw["metadata"]
     return (meta.get("namespace") or "", meta["name"])
 
@@ -177,7 +178,7 @@ class ClusterCache:
         """
         kind = raw["kind"]
         if kind in VOICEOP_KINDS:
-            key = _key(raw)
+            key = object_key(raw)
             previous = self.objects[kind].get(key)
             if previous is not None and not _newer(raw, previous.raw):
                 return
@@ -187,7 +188,7 @@ class ClusterCache:
             except InvalidObject as invalid:
                 self.objects[kind][key] = Seen(raw, None, tuple(invalid.errors))
         elif kind in WATCHED_CHILD_KINDS:
-            key = _key(raw)
+            key = object_key(raw)
             known = self.children[kind].get(key)
             if known is None or _newer(raw, known):
                 kept = as_cached(raw)
@@ -197,17 +198,17 @@ class ClusterCache:
     def upsert_if_absent(self, raw: Raw) -> None:
         """From an initial listing: never over a version a watch event has already brought."""
         table = self.objects if raw["kind"] in VOICEOP_KINDS else self.children
-        if _key(raw) not in table[raw["kind"]]:
+        if object_key(raw) not in table[raw["kind"]]:
             self.upsert(raw)
 
     def remove(self, raw: Raw) -> None:
         kind = raw["kind"]
         if kind in VOICEOP_KINDS:
-            self.objects[kind].pop(_key(raw), None)
+            self.objects[kind].pop(object_key(raw), None)
             return
-        known = self.children[kind].pop(_key(raw), None)
+        known = self.children[kind].pop(object_key(raw), None)
         if known is not None:
-            self._reindex(kind, _key(raw), known, None)
+            self._reindex(kind, object_key(raw), known, None)
 
     def _reindex(self, kind: str, key: tuple[str, str], old: Raw | None, new: Raw | None) -> None:
         """Move a child between agents' entries as its labels say (they may change)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from voiceop.api.kinds import KINDS, VOICEOP_KINDS, WATCHED_CHILD_KINDS
 from voiceop.api.wire import CHILD_SELECTOR
-from voiceop.controller.cache import ClusterCache
+from voiceop.controller.cache import ClusterCache, object_key
 from voiceop.controller.prober import BackendProber
 from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.scaler import Scaler
@@ -179,10 +179,12 @@ class OperatorRuntime:
             # What the cache held before listing: only those can be ghosts (an object created
             # while the list ran is in the cache from its watch event, not in the list).
             before = {key: _version(self.cache.raw(kind_name, key)) for key in self.cache.keys_of(kind_name)}
-            present: set[tuple[str, str]] | None = None
+            present: set[tuple[str, str]] = set()
+            served = False
             async for chunk in self._list_kind(self.client, kind_name, metadata_only=True):
-                present = (present or set()) | {_key_of(item) for item in chunk}
-            if present is None:
+                served = True
+                present.update(object_key(item) for item in chunk)
+            if not served:
                 continue  # not served (KEDA not installed)
             for key in self.cache.keys_of(kind_name) - present:
                 ghost = self.cache.raw(kind_name, key)
@@ -256,10 +258,6 @@ class OperatorRuntime:
 
     def queue_depth(self) -> int:
         return 0 if self.reconciler is None else self.reconciler.queue.depth
-
-
-def _key_of(raw: dict[str, Any]) -> tuple[str, str]:
-    return (raw["metadata"].get("namespace") or "", raw["metadata"]["name"])
 
 
 def _version(raw: dict[str, Any] | None) -> str | None:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from voiceop.sandbox.apiserver.resources import ResourceType
 from voiceop.sandbox.apiserver.store import ApiError, Store
-from voiceop.sandbox.apiserver.tables import table, wants_table
+from voiceop.sandbox.apiserver.tables import metadata_only, table, wants_metadata_only, wants_table
 
 VERSION_INFO = {
     "major": "1",
@@ -42,12 +42,6 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def _error(error: ApiError) -> web.Response:
     return _json(error.status(), error.code)
-
-
-def wants_metadata_only(accept: str) -> bool:
-    """A list of PartialObjectMetadata asked for (client-go's metadata informers do)."""
-    first = accept.split(",")[0]
-    return "as=PartialObjectMetadataList" in first and "g=meta.k8s.io" in first
 
 
 def list_limit(value: str | None) -> int | None:
@@ -237,21 +231,15 @@ class ApiHandlers:
                 last = items[-1]["metadata"]
                 list_meta["continue"] = continue_token(revision, (last.get("namespace") or "", last["name"]))
             if wants_table(request.headers.get("Accept", "")):
-                return _json(table(t.rtype, items, str(revision)))
+                # kubectl pages its tables too: the continue token goes with them.
+                return _json({**table(t.rtype, items, str(revision)), "metadata": list_meta})
             if wants_metadata_only(request.headers.get("Accept", "")):
                 return _json(
                     {
                         "kind": "PartialObjectMetadataList",
                         "apiVersion": "meta.k8s.io/v1",
                         "metadata": list_meta,
-                        "items": [
-                            {
-                                "kind": "PartialObjectMetadata",
-                                "apiVersion": "meta.k8s.io/v1",
-                                "metadata": i["metadata"],
-                            }
-                            for i in items
-                        ],
+                        "items": [metadata_only(i) for i in items],
                     }
                 )
             if t.rtype.schema is None:

@@ -37,6 +37,12 @@ def wants_table(accept: str) -> bool:
     return any("as=Table" in part and "g=meta.k8s.io" in part for part in accept.split(","))
 
 
+def wants_metadata_only(accept: str) -> bool:
+    """A list of PartialObjectMetadata asked for first (client-go's metadata informers do)."""
+    first = accept.split(",")[0]
+    return "as=PartialObjectMetadataList" in first and "g=meta.k8s.io" in first
+
+
 def find(obj: Any, path: str) -> list[Any]:
     """The values of a simple JSONPath (fields, [i], [?(@.f=="v")]) as kube's jsonpath finds them."""
     values, position = [obj], 0
@@ -111,7 +117,7 @@ def cell(column_type: str, value: Any, now: float) -> Any:
     return None
 
 
-def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
+def metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
 
 
@@ -122,7 +128,7 @@ def table(rtype: ResourceType, objects: Sequence[dict[str, Any]], resource_versi
         rows = [
             {
                 "cells": [o["metadata"]["name"], o["metadata"].get("creationTimestamp")],
-                "object": _metadata_only(o),
+                "object": metadata_only(o),
             }
             for o in objects
         ]
@@ -143,7 +149,7 @@ def table(rtype: ResourceType, objects: Sequence[dict[str, Any]], resource_versi
             {
                 "cells": [o["metadata"]["name"]]
                 + [cell(c["type"], (find(o, c["jsonPath"]) or [None])[0], now) for c in printer],
-                "object": _metadata_only(o),
+                "object": metadata_only(o),
             }
             for o in objects
         ]
