@@ -111,6 +111,7 @@ def test_toggles_switch_what_they_say() -> None:
     assert alerts == {
         "VoiceopOperatorDown",
         "VoiceopReconcileErrors",
+        "VoiceopLoopFailing",
         "VoiceAgentNotReady",
         "VoiceAgentScalingLimited",
         "AIBackendUnavailable",

@@ -289,7 +289,8 @@ class KubeClient:
                 # client-go's pager falls back (the items before it come a second time).
                 params = {k: v for k, v in params.items() if k not in ("limit", "continue")}
                 continue
-            yield list(result.get("items", []))
+            # `or`: a PartialObjectMetadataList with nothing in it has `"items": null`.
+            yield list(result.get("items") or [])
             token = (result.get("metadata") or {}).get("continue")
             if not token:
                 return
@@ -300,7 +301,7 @@ class KubeClient:
     ) -> tuple[builtins.list[dict[str, Any]], str]:
         """Items and the list's resourceVersion, to watch from."""
         result = await self.request("GET", kind.path(namespace), verb="list", params=params)
-        return list(result.get("items", [])), str(result["metadata"].get("resourceVersion", ""))
+        return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
 
     async def watch(
         self,

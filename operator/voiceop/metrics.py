@@ -24,6 +24,11 @@ API_LATENCY = Histogram(
     ["verb"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+LOOP_FAILURES = Counter(
+    "voiceop_loop_failures_total",
+    "Failed passes of the operator's clocked loops (scaler, prober, relist); the next pass runs on time.",
+    ["loop"],
+)
 MANAGED_OBJECTS = Gauge("voiceop_managed_objects", "Children voiceop keeps, by kind.", ["kind"])
 WATCHED_OBJECTS = Gauge("voiceop_watched_objects", "voiceop resources seen, by kind.", ["kind"])
 BACKEND_PROBE_SECONDS = Histogram(

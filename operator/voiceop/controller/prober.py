@@ -22,6 +22,7 @@ import aiohttp
 from voiceop import metrics
 from voiceop.api.v1alpha1 import AIBackend
 from voiceop.controller.cache import ClusterCache, Seen
+from voiceop.controller.loops import every
 from voiceop.status import Cond, set_conditions
 
 logger = logging.getLogger("voiceop.prober")
@@ -82,9 +83,7 @@ class BackendProber:
 
     async def run(self) -> None:
         try:
-            while True:
-                await self.tick()
-                await asyncio.sleep(TICK_SECONDS)
+            await every(TICK_SECONDS, self.tick, "prober")
         finally:
             if self._session is not None:
                 await self._session.close()

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import datetime
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from voiceop.api.kinds import KINDS, VOICEOP_KINDS, WATCHED_CHILD_KINDS
 from voiceop.api.wire import CHILD_SELECTOR
 from voiceop.controller.cache import ClusterCache, object_key
+from voiceop.controller.loops import every
 from voiceop.controller.prober import BackendProber
 from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.scaler import Scaler
@@ -58,6 +59,8 @@ class OperatorRuntime:
         self.prober: BackendProber | None = None
         self.scaler: Scaler | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.failure: BaseException | None = None
+        self.on_failure: Callable[[], None] | None = None  # set by the process: stop it
         self._backlog: list[tuple[dict[str, Any], bool]] = []
 
     def logged_in(self, connection: Connection) -> None:
@@ -67,7 +70,20 @@ class OperatorRuntime:
 
     async def start(self) -> None:
         """Start working once logged in (kopf runs start-up handlers before logging in)."""
-        self._tasks = [asyncio.create_task(self._run(), name="voiceop-runtime")]
+        task = asyncio.create_task(self._run(), name="voiceop-runtime")
+        task.add_done_callback(self._ended)
+        self._tasks = [task]
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The work ended by itself, which only a failure does: say so and stop the process
+        (`on_failure`), so that its Deployment starts a fresh one, as controller-runtime's
+        manager exits when a runnable fails. Every loop already survives a failed pass."""
+        if task.cancelled() or task.exception() is None:
+            return
+        self.failure = task.exception()
+        logger.critical("the operator's work failed; stopping", exc_info=self.failure)
+        if self.on_failure is not None:
+            self.on_failure()
 
     async def _run(self) -> None:
         while self.connection is None:
@@ -96,9 +112,16 @@ class OperatorRuntime:
             self.reconciler.observe(raw, deleted)
         self._backlog.clear()
         self.reconciler.enqueue(*self.reconciler.every_key())
-        await asyncio.gather(
-            self.reconciler.run(), self.prober.run(), self.scaler.run(), self._relist_periodically()
-        )
+        # A task group, not gather: should a loop end with an error after all, the others stop
+        # with it and the failure reaches `_ended` instead of leaving half an operator running.
+        async with asyncio.TaskGroup() as loops:
+            for loop in (
+                self.reconciler.run(),
+                self.prober.run(),
+                self.scaler.run(),
+                self._relist_periodically(),
+            ):
+                loops.create_task(loop)
 
     async def _work_while_active(self, client: KubeClient, peering: PeeringRef) -> None:
         """Stand by (no list, no write, no probe, no scaling, no cache) until peering says work.
@@ -162,12 +185,8 @@ class OperatorRuntime:
         server restarted) kopf lists again but reports nothing for objects deleted meanwhile,
         which would stay in the cache as ghosts (pods the scaler counts, endpoints still routed).
         """
-        while True:
-            await asyncio.sleep(self.relist_seconds)
-            try:
-                await self._relist()
-            except ApiError as error:
-                logger.warning("relist failed: %s; next in %.0f s", error, self.relist_seconds)
+        await asyncio.sleep(self.relist_seconds)  # the initial sync has just listed
+        await every(self.relist_seconds, self._relist, "relist")
 
     async def _relist(self) -> None:
         """One relist, a kind and a chunk at a time, of metadata only, keeping only the listed
@@ -235,7 +254,7 @@ class OperatorRuntime:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure: see _ended
                 await task
         if self.client is not None:
             await self.client.close()

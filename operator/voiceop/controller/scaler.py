@@ -11,7 +11,6 @@ reconciler.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from voiceop.api.v1alpha1 import VoiceAgent
 from voiceop.api.wire import ACCEPTING_CALLS, AGENT_LABEL, DRAINING_SINCE, POD_DELETION_COST, REGION_LABEL
 from voiceop.backends import active_backend
 from voiceop.controller.cache import ClusterCache, Raw, ReplicaCount
+from voiceop.controller.loops import every
 from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.signals import DirectScraper, PrometheusReader, Reading, RegionSignals
 from voiceop.handoffs import DEFAULT_WINDOW_SECONDS
@@ -132,13 +132,7 @@ class Scaler:
 
     async def run(self) -> None:
         try:
-            while True:
-                started = time.monotonic()
-                try:
-                    await self.tick()
-                except ApiError as error:
-                    logger.warning("scaling pass failed: %s", error)
-                await asyncio.sleep(max(0.0, self.tick_seconds - (time.monotonic() - started)))
+            await every(self.tick_seconds, self.tick, "scaler")
         finally:
             await self.direct.close()
             for reader in self.prometheus.values():

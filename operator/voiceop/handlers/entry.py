@@ -35,8 +35,9 @@ def run_operator(
     render_options: RenderOptions = DEFAULT_OPTIONS,
     handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS,
     peering_lifetime: float | None = None,
-) -> None:
-    """Run until stopped: all namespaces, or only `namespaces`; with peering unless standalone."""
+) -> int:
+    """Run until stopped: all namespaces, or only `namespaces`; with peering unless standalone.
+    The exit status: 1 when the runtime's work failed (see OperatorRuntime._ended), else 0."""
     runtime = runtime or OperatorRuntime(
         namespaces=namespaces,
         relist_seconds=relist_seconds,
@@ -49,6 +50,10 @@ def run_operator(
     if not standalone:
         runtime.peering = PeeringRef(peering, identity, priority)
     registry = build_registry(runtime)
+    # A failed runtime stops the process (see OperatorRuntime._ended): through the caller's
+    # flag when there is one, else one of our own.
+    stop = stop_flag if stop_flag is not None else asyncio.Event()
+    runtime.on_failure = stop.set
     asyncio.run(
         kopf.operator(
             registry=registry,
@@ -59,10 +64,11 @@ def run_operator(
             clusterwide=not namespaces,
             namespaces=list(namespaces),
             liveness_endpoint=liveness_endpoint,
-            stop_flag=stop_flag,
+            stop_flag=stop,
             ready_flag=ready_flag,
         )
     )
+    return 1 if runtime.failure is not None else 0
 
 
 def main(
@@ -83,7 +89,7 @@ def main(
     if metrics_port:
         start_http_server(metrics_port)
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
-    run_operator(
+    return run_operator(
         namespaces=namespaces,
         standalone=standalone,
         priority=priority,
@@ -94,4 +100,3 @@ def main(
         handoff_window_seconds=handoff_window_seconds,
         peering_lifetime=peering_lifetime,
     )
-    return 0

@@ -239,7 +239,9 @@ class ApiHandlers:
                         "kind": "PartialObjectMetadataList",
                         "apiVersion": "meta.k8s.io/v1",
                         "metadata": list_meta,
-                        "items": [metadata_only(i) for i in items],
+                        # As kube-apiserver: null, not [], when there is nothing (its Go
+                        # type has no omitempty and a nil slice); a client must take both.
+                        "items": [metadata_only(i) for i in items] or None,
                     }
                 )
             if t.rtype.schema is None:
