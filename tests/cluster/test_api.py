@@ -547,17 +547,31 @@ def test_a_list_read_in_chunks_is_the_same_on_both_servers(sandbox: Sandbox, tmp
         finally:
             await client.close()
 
+    def table_rows(kubeconfig: Path) -> list[str]:
+        """`kubectl get`'s table (what a user reads), three rows a page."""
+        shown = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), "get", "configmaps", "-n", namespace,
+             "-l", "probe=chunks", "--chunk-size=3", "--no-headers"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        return [line.split()[0] for line in shown.splitlines()]
+
     shapes: list[set[tuple[Any, ...]]] = []
     empties: list[Any] = []
     _ensure_namespace(sandbox, namespace)
     for obj in config_maps:
         sandbox.apply(obj)
     real_names, real_metas = asyncio.run(read(sandbox.admin_kubeconfig))
+    real_table = table_rows(sandbox.admin_kubeconfig)
     with LoopbackApiServer() as server:
         server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         for obj in config_maps:
             server.apply(obj)
-        mine_names, mine_metas = asyncio.run(read(server.write_kubeconfig(tmp_path / "loopback")))
+        loopback_kubeconfig = server.write_kubeconfig(tmp_path / "loopback")
+        mine_names, mine_metas = asyncio.run(read(loopback_kubeconfig))
+        mine_table = table_rows(loopback_kubeconfig)
+    # kubectl pages its tables as well: every row, not the first page's.
+    assert real_table == mine_table == [f"cm-{i}" for i in range(7)]
     expected = [["cm-0", "cm-1", "cm-2"], ["cm-3", "cm-4", "cm-5"], ["cm-6"]]
     assert real_names == mine_names == expected
     assert empties == [[], None] * 2  # full, then metadata-only: kube-apiserver, then loopback
@@ -569,3 +583,26 @@ def test_a_list_read_in_chunks_is_the_same_on_both_servers(sandbox: Sandbox, tmp
     for metas in (real_metas, mine_metas):
         assert len({m["resourceVersion"] for m in metas}) == 1
         assert [bool(m.get("continue")) for m in metas] == [True, True, False]
+
+
+def test_the_sandbox_kubelet_posts_ready_again_once_a_node_was_marked_unknown(sandbox: Sandbox) -> None:
+    """The node lifecycle controller marks a node whose heartbeats lapsed Unknown (and taints
+    it: nothing is scheduled there); only the kubelet posts Ready again. Without that, one slow
+    pass at 1,000 agents had left every node Unknown and every new pod Pending for good."""
+    from voiceop.sandbox.cluster.nodes import NodeSpec, node_is_ready
+
+    spec = NodeSpec("node-heartbeat-probe", {"voiceop.dev/test": "heartbeat"})
+    path = f"/api/v1/nodes/{spec.name}"
+    sandbox.kubelet.register(spec)
+    try:
+        conditions = sandbox.admin.get(path)["status"]["conditions"]
+        unknown = [
+            {**c, "status": "Unknown", "reason": "NodeStatusUnknown"} if c["type"] == "Ready" else c
+            for c in conditions
+        ]
+        sandbox.admin.patch(f"{path}/status", {"status": {"conditions": unknown}}, kind="strategic")
+        assert not node_is_ready(sandbox.admin.get(path))
+        wait_for(lambda: node_is_ready(sandbox.admin.get(path)), timeout=30, what="the node Ready again")
+    finally:
+        sandbox.kubelet.nodes.pop(spec.name, None)
+        sandbox.admin.delete(path)

@@ -3,7 +3,9 @@ processes on 127.x addresses.
 
 As a kubelet behaves, as far as voiceop depends on it:
 - registers Nodes (one per Region and zone by default, labelled with the Region's node
-  selector and zone, with capacity) and keeps them Ready: a Lease renewed every 10 s;
+  selector and zone, with capacity) and keeps them Ready: a Lease renewed every 10 s from a
+  thread of its own (a pass over thousands of pods must not starve it), and the Ready status
+  posted again whenever the node lifecycle controller has marked it Unknown;
 - runs each voiceop media pod the scheduler binds to one of its nodes as a process on its
   own loopback address, which is the pod IP (nothing else ever receives traffic);
 - computes `Ready` as the kubelet does: containers ready (the process's /readyz) AND every
@@ -31,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from voiceop.api.wire import MANAGED_BY, MANAGER
-from voiceop.sandbox.cluster.nodes import NodeSpec, nodes_for_region, register_node, renew_lease
+from voiceop.sandbox.cluster.nodes import (
+    CAPACITY,
+    NodeSpec,
+    node_is_ready,
+    nodes_for_region,
+    register_node,
+    renew_lease,
+    report_node_status,
+)
 from voiceop.sandbox.cluster.rest import Rest, RestError
 from voiceop.sandbox.pods import (
     METRICS_PORT,
@@ -46,6 +56,8 @@ from voiceop.sandbox.pods import (
 from voiceop.status import now_iso
 
 logger = logging.getLogger("voiceop.sandbox.kubelet")
+
+HEARTBEAT_SECONDS = 10.0  # the kubelet's node status update frequency and lease renewal
 
 
 @dataclass
@@ -109,7 +121,6 @@ class SandboxKubelet:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._last_lease = 0.0
         self._configs: dict[tuple[str, str], str] = {}  # (namespace, name) -> runtime.json
         self._configs_read = 0.0
         self._config_files: dict[str, LaggedFile] = {}  # pod uid -> its runtime.json
@@ -118,10 +129,14 @@ class SandboxKubelet:
 
     def start(self) -> SandboxKubelet:
         for spec in self.extra_nodes:
-            self._register(spec)
-        thread = threading.Thread(target=self._loop, name="sandbox-kubelet", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+            self.register(spec)
+        for target, name in (
+            (self._loop, "sandbox-kubelet"),
+            (self._heartbeats, "sandbox-kubelet-heartbeat"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
@@ -183,8 +198,6 @@ class SandboxKubelet:
     def sync(self) -> None:
         if self.nodes_from_regions:
             self._sync_region_nodes()
-        if time.monotonic() - self._last_lease > 10:
-            self._heartbeat()
         pods = self.rest.get("/api/v1/pods", {"labelSelector": f"{MANAGED_BY}={MANAGER}"})["items"]
         if not self.hollow and time.monotonic() - self._configs_read >= self.config_refresh_seconds:
             self._read_runtime_configs()
@@ -220,17 +233,34 @@ class SandboxKubelet:
         for region in regions:
             for spec in nodes_for_region(region):
                 if spec.name not in self.nodes:
-                    self._register(spec)
+                    self.register(spec)
 
-    def _register(self, spec: NodeSpec) -> None:
+    def register(self, spec: NodeSpec) -> None:
+        """A node of this kubelet (Regions name the rest): registered Ready, heartbeats kept."""
         register_node(self.rest, spec, self.node_capacity)
         self.nodes[spec.name] = spec
 
+    def _heartbeats(self) -> None:
+        """As the kubelet's node status loop: a beat every 10 s whatever the pods keep the
+        pod loop busy with. The pod loop had renewed the leases between its passes: at 1,000
+        agents on this machine a pass outlasted the 40 s grace, the node lifecycle controller
+        marked every node Unknown and tainted it, and no pod was ever scheduled again."""
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self._heartbeat()
+            except Exception:  # a test tool must not die silently mid-test
+                logger.exception("kubelet heartbeat failed")
+
     def _heartbeat(self) -> None:
-        self._last_lease = time.monotonic()
-        for name in self.nodes:
-            with contextlib.suppress(RestError):
+        for name in list(self.nodes):
+            with contextlib.suppress(RestError):  # an API server restarting: the next beat
                 renew_lease(self.rest, name)
+                # The node lifecycle controller only ever marks a node Unknown; Ready again is
+                # the kubelet's to post, as its status update does when the node differs.
+                node = self.rest.get(f"/api/v1/nodes/{name}")
+                if not node_is_ready(node):
+                    logger.info("node %s was marked not Ready; posting Ready", name)
+                    report_node_status(self.rest, name, self.node_capacity or CAPACITY)
 
     # --- pods -----------------------------------------------------------------------------
 

@@ -52,6 +52,11 @@ def register_node(rest: Rest, spec: NodeSpec, capacity: dict[str, str] | None = 
     renew_lease(rest, spec.name)
 
 
+def node_is_ready(node: dict[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def report_node_status(rest: Rest, name: str, capacity: dict[str, str] = CAPACITY) -> None:
     now = now_iso()
     status = {
