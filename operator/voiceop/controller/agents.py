@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +42,10 @@ class AgentReconciler:
     initial_replicas: Callable[[VoiceAgent, str], int] | None = None
     # (namespace, agent) -> (fingerprint of the inputs, stamped children as JSON): renders are
     # reused while nothing they depend on changed, so the many events of a rollout cost no
-    # re-render. Kept as compact JSON (15 KB for the example agent, far less than its dicts):
-    # decoding it costs 0.11 ms, rendering and stamping again 1.34 ms.
-    _rendered: dict[tuple[str, str], tuple[tuple[Any, ...], str]] = field(default_factory=dict)
+    # re-render. Kept as compact JSON, deflated: a benchmark agent's 10 children are 15.4 KB of
+    # JSON, 2.7 KB deflated (12 MiB less at 1,000 agents); inflating and decoding cost 0.1 ms,
+    # rendering and stamping again 1.34 ms.
+    _rendered: dict[tuple[str, str], tuple[tuple[Any, ...], bytes]] = field(default_factory=dict)
     _compared: UpToDateMemo = field(default_factory=UpToDateMemo)
 
     async def reconcile(self, namespace: str, name: str) -> None:
@@ -95,12 +97,12 @@ class AgentReconciler:
         )
         cached = self._rendered.get((agent.namespace, agent.name))
         if cached is not None and cached[0] == fingerprint:
-            return json.loads(cached[1])
+            return json.loads(zlib.decompress(cached[1]))
         rendered = render_agent(agent, regions, backends, active_backend=active, options=self.options)
         desired = [stamped(child) for child in rendered]
         self._rendered[(agent.namespace, agent.name)] = (
             fingerprint,
-            json.dumps(desired, separators=(",", ":")),
+            zlib.compress(json.dumps(desired, separators=(",", ":")).encode(), 1),
         )
         return desired
 
