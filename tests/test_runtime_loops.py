@@ -8,9 +8,9 @@ import threading
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from harness import loopback_cluster, wait_for
-from voiceop import metrics
 from voiceop.api.wire import CHILD_SELECTOR
 from voiceop.controller.loops import every
 from voiceop.controller.reconciler import Reconciler
@@ -20,7 +20,7 @@ from voiceop.kube import ApiError, Connection, KubeClient
 
 
 def failures(loop: str) -> float:
-    return metrics.LOOP_FAILURES.labels(loop=loop)._value.get()
+    return REGISTRY.get_sample_value("voiceop_loop_failures_total", {"loop": loop}) or 0.0
 
 
 def test_a_loop_runs_its_next_pass_after_one_that_failed() -> None:
