@@ -44,6 +44,26 @@ def test_a_climbing_arrival_rate_is_provisioned_for() -> None:
     assert last_desired([12.0, 16.0, 20.0, 24.0]) > last_desired([6.0, 6.0, 6.0, 6.0])
 
 
+def test_a_small_region_plans_for_the_calls_chance_brings_not_only_their_mean() -> None:
+    """The demo's first ramp: two 8-call pods, calls 2, 3, 6 while arrivals climb to 1/s. The
+    mean projection (12.6 calls in 5 s) fits two pods at 85%; random arrivals often bring more
+    (6 came in the next 2 s, 16 calls: both pods full), so a third pod is asked for now."""
+    config = ScalingConfig(calls_per_pod=8, target_utilization=0.7, pod_startup_seconds=3.0, min_replicas=2)
+    memory = ScalerMemory()
+    steps = ((0.0, 2, 0.5), (2.0, 3, 0.5), (4.0, 6, 1.0))
+    desired = [decide(serving(c - c // 2, c // 2), t, config, memory, None, a).desired for t, c, a in steps]
+    assert desired == [2, 2, 3]
+
+
+def test_steady_calls_with_random_arrivals_add_no_pod() -> None:
+    """At the target, the target's own headroom holds the arrivals' scatter: no pod more."""
+    config = ScalingConfig(calls_per_pod=8, target_utilization=0.7, pod_startup_seconds=3.0, min_replicas=1)
+    memory = ScalerMemory()
+    # 11 calls of ~19 s: 0.6 arriving a second, as many ending.
+    desired = {decide(serving(6, 5), float(t), config, memory, None, 0.6).desired for t in range(0, 120, 2)}
+    assert desired == {2}
+
+
 def test_latency_over_slo_adds_pods() -> None:
     calm = decide(serving(5, 5, 5, 5), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=500)
     slow = decide(serving(5, 5, 5, 5), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=1200)
