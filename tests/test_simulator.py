@@ -12,6 +12,7 @@ import pytest
 from voiceop.scaling.baselines import AgonesCounter, HpaPods, KnativeKpa, RegionView
 from voiceop.scaling.policy import PodView, ScalingConfig
 from voiceop.scaling.simulator import Call, read_trace, simulate, summarize
+from voiceop.scaling.traces import WARM_UP_SECONDS, trace
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ScalingConfig(
@@ -35,6 +36,28 @@ def test_a_call_without_a_free_slot_is_rejected() -> None:
     calls = [Call(0, 100), Call(0.1, 100), Call(0.2, 100)]  # one pod with 2 slots at the start
     result = summarize("builtin", simulate(calls, "builtin", CONFIG))
     assert result["rejected"] == 1 and result["calls"] == 3
+
+
+def test_nothing_before_0_is_counted() -> None:
+    """A warm-up (calls with a negative start) runs the region but counts for nothing: of three
+    calls before 0 (two of them still live at 0, four calls on a one-slot-per-call region) and one
+    after, only the one after is a call, and pod-seconds run from 0."""
+    calls = [Call(-100, 50), Call(-10, 30), Call(-5, 30), Call(-5, 30), Call(5, 10)]
+    oracle = simulate(calls, "oracle", CONFIG)["default"]
+    assert oracle.calls == 1
+    assert oracle.pod_seconds == pytest.approx(2 * 20 + 1 * 5)  # 0-20 s: 3 live -> 2 pods; 20-25 s: 1
+    builtin = simulate(calls, "builtin", CONFIG)["default"]
+    assert builtin.calls == 1 and builtin.rejected == 0  # the call refused at -5 s is not counted
+    assert builtin.seconds == 26  # latency sampled at 0, 1, ..., 25 s
+    quiet = simulate([Call(-1000, 10), Call(5, 10)], "builtin", CONFIG)["default"]
+    assert quiet.pod_seconds <= 10 * 15  # at most maxReplicas over 0-15 s; from -1000, over 1,000
+
+
+def test_a_generated_trace_starts_with_the_calls_of_a_running_system() -> None:
+    calls = trace("burst", 0)
+    assert min(c.start for c in calls) < -0.99 * WARM_UP_SECONDS
+    live_at_0 = sum(1 for c in calls if c.start < 0 < c.start + c.duration)
+    assert live_at_0 > 100  # 1.5 calls/s of ~2 min calls: ~190
 
 
 def test_replicaset_victims_drop_calls_past_the_grace_period_and_builtin_does_not() -> None:

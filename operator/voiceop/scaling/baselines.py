@@ -202,7 +202,8 @@ class KnativeKpa:
     max_scale_up_rate: float = 1000.0
     max_scale_down_rate: float = 2.0
     samples: deque[tuple[float, int]] = field(default_factory=deque)
-    panic_since: float | None = 0.0  # starts in panic
+    panic_since: float | None = None
+    starts_in_panic: bool = True  # its first step opens a panic (at the trace's start, maybe < 0)
     max_panic_pods: int = 0
 
     def _average(self, now: float, window: float) -> float:
@@ -211,6 +212,8 @@ class KnativeKpa:
 
     def step(self, view: RegionView) -> int:
         now = view.now
+        if self.starts_in_panic:
+            self.panic_since, self.starts_in_panic = now, False
         self.samples.append((now, view.calls))
         while self.samples and self.samples[0][0] <= now - self.stable_window:
             self.samples.popleft()

@@ -163,10 +163,13 @@ class RegionSim:
     # --- bookkeeping between events -------------------------------------------------------
 
     def advance(self, now: float) -> None:
-        self.result.pod_seconds += len(self.pods) * (now - self._last_time)
+        # Counted from 0: before it, a generated trace warms the region up.
+        self.result.pod_seconds += len(self.pods) * max(0.0, now - max(0.0, self._last_time))
         self._last_time = now
 
     def check_capacity(self, now: float) -> None:
+        if now < 0:
+            return
         live = sum(len(p.calls) for p in self.pods.values() if p.state != "terminating")
         need = math.ceil(live / (self.config.calls_per_pod * self.config.target_utilization))
         serving = sum(1 for p in self.pods.values() if p.state == "serving")
@@ -283,7 +286,8 @@ class RegionSim:
     # --- calls ----------------------------------------------------------------------------
 
     def place(self, call_id: int, call: Call, sim: Simulation) -> None:
-        self.result.calls += 1
+        counted = call.start >= 0
+        self.result.calls += counted
         while self.arrivals and self.arrivals[0] < call.start - 60.0:
             self.arrivals.popleft()
         open_pods = (
@@ -301,7 +305,7 @@ class RegionSim:
         else:
             best = min(open_pods, key=lambda p: len(p.calls), default=None)
         if best is None:
-            self.result.rejected += 1
+            self.result.rejected += counted
             return
         self.arrivals.append(call.start)  # what voice_calls_total counts: calls a pod took
         best.calls.add(call_id)
@@ -315,20 +319,21 @@ class RegionSim:
         if pod.state == "terminating" and not pod.calls:
             self.remove(pod)
 
-    def kill(self, pod_name: str) -> None:
+    def kill(self, pod_name: str, now: float) -> None:
         pod = self.pods.get(pod_name)
         if pod is not None:
-            self.result.dropped += len(pod.calls)
+            self.result.dropped += len(pod.calls) if now >= 0 else 0
             self.remove(pod)
 
     def sample(self, now: float) -> None:
         running = sum(len(p.calls) for p in self.running())
         total = sum(len(p.calls) for p in self.pods.values())
         self.history.append((now, running, total, {p.name: len(p.calls) for p in self.running()}))
-        self.result.seconds += 1
-        p95 = p95_latency_ms([len(p.calls) for p in self.pods.values()], self.config.calls_per_pod)
-        if p95 > self.config.latency_slo_ms:
-            self.result.seconds_over_slo += 1
+        if now >= 0:
+            self.result.seconds += 1
+            p95 = p95_latency_ms([len(p.calls) for p in self.pods.values()], self.config.calls_per_pod)
+            if p95 > self.config.latency_slo_ms:
+                self.result.seconds_over_slo += 1
         if not self.timeline or now - self.timeline[-1][0] >= TIMELINE_SECONDS:
             self.timeline.append((now, total, len(self.pods), self.result.rejected))
         horizon = now - 60.0
@@ -347,13 +352,15 @@ class Simulation:
     def run(self, calls: Sequence[Call], regions: dict[str, RegionSim], end: float) -> None:
         for index, call in enumerate(calls):
             self.push(call.start, ARRIVAL, (regions[call.region], index))
+        start = min(0.0, min((c.start for c in calls), default=0.0))  # a warm-up starts before 0
         for region in regions.values():
             # A running system: the minimum is up and serving when the trace starts.
+            region._last_time = start
             for _ in range(max(1, region.config.min_replicas)):
-                region.new_pod(0.0, self, ready=True)
+                region.new_pod(start, self, ready=True)
             region.replicas = max(1, region.config.min_replicas)
-            self.push(0.0, TICK, region)
-            self.push(0.0, SAMPLE, region)
+            self.push(start, TICK, region)
+            self.push(start, SAMPLE, region)
         while self._events:
             now, kind, _, payload = heapq.heappop(self._events)
             if now > end:
@@ -369,7 +376,7 @@ class Simulation:
                 if pod is not None and pod.state == "starting":
                     pod.state, pod.ready_at = "serving", now
             elif kind == POD_KILL:
-                region.kill(payload[1])
+                region.kill(payload[1], now)
             elif kind == TICK:
                 region.tick(now, self)
                 self.push(now + region.autoscaler.tick_seconds, TICK, region)
@@ -394,10 +401,10 @@ def oracle(calls: Sequence[Call], config: ScalingConfig) -> dict[str, RegionResu
         for call in (c for c in calls if c.region == region):
             changes += [(call.start, 1), (call.start + call.duration, -1)]
         changes.sort(key=lambda e: (e[0], e[1]))  # ends before starts at the same instant
-        result = RegionResult(calls=sum(1 for c in calls if c.region == region))
+        result = RegionResult(calls=sum(1 for c in calls if c.region == region and c.start >= 0))
         live, last, pods = 0, 0.0, 1
         for time, delta in changes:
-            result.pod_seconds += pods * (time - last)
+            result.pod_seconds += pods * max(0.0, time - max(0.0, last))
             if not result.timeline or time - result.timeline[-1][0] >= TIMELINE_SECONDS:
                 result.timeline.append((time, live, pods, 0))
             live += delta
@@ -406,7 +413,7 @@ def oracle(calls: Sequence[Call], config: ScalingConfig) -> dict[str, RegionResu
             if now_pods != pods:
                 result.scale_events += 1
                 pods = now_pods
-        result.pod_seconds += pods * (end - last)
+        result.pod_seconds += pods * (end - max(0.0, last))
         results[region] = result
     return results
 
