@@ -64,6 +64,19 @@ def test_steady_calls_with_random_arrivals_add_no_pod() -> None:
     assert desired == {2}
 
 
+def test_calls_too_short_to_stay_live_ask_for_no_pod() -> None:
+    """Hand-offs of 300 ms at 2/s: the ticks see calls arriving but none live. Only what stays
+    live can fill a pod, so the scatter of arrivals adds nothing (it had asked for a second
+    pod with no call live, and a scale-in later took the pod that held the hand-off records)."""
+    config = ScalingConfig(calls_per_pod=6, target_utilization=0.7, pod_startup_seconds=3.0, min_replicas=1)
+    memory = ScalerMemory()
+    desired = [
+        decide(serving(0), t, config, memory, None, a).desired
+        for t, a in ((0.0, 0.0), (2.0, 2.0), (4.0, 2.0))
+    ]
+    assert desired == [1, 1, 1]
+
+
 def test_latency_over_slo_adds_pods() -> None:
     calm = decide(serving(5, 5, 5, 5), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=500)
     slow = decide(serving(5, 5, 5, 5), 0.0, CONFIG, ScalerMemory(), p95_latency_ms=1200)
