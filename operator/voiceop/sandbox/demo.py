@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import math
 import random
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from voiceop.controller.runtime import OperatorRuntime
@@ -443,11 +445,24 @@ class Demo:
         return 0 if failed == 0 and world.cut_calls() == 0 and placed > 0 and replicas <= floor else 1
 
 
+def interrupt_on_sigterm() -> None:
+    """A SIGTERM (`timeout`, `kill`, a CI runner) ends the demo as Ctrl-C does, through every
+    `with` it is in: its media-sim processes, servers and SIP tools stop with it. By default the
+    interpreter died at once and left the media-sims serving on 127.x (seen)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(
     duration: float, peak: float, scale_down_delay: float, sip: bool = False, control_plane: str = "loopback"
 ) -> int:
     from voiceop.sandbox.cluster.controlplane import ControlPlaneMissing
 
+    interrupt_on_sigterm()
     try:
         return run_demo(duration, peak, scale_down_delay, sip=sip, control_plane=control_plane)
     except ControlPlaneMissing as error:
