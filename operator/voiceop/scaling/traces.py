@@ -75,8 +75,13 @@ def diurnal(rng: random.Random) -> list[Call]:
     return _calls(lambda t: 0.3 + (top - 0.3) * math.sin(math.pi * t / length) ** 2, top, length, rng)
 
 
+def _onset(rng: random.Random) -> float:
+    """When a burst or a TV spike begins: each shape's first draw, so `onset` can tell it."""
+    return rng.uniform(900, 1500)
+
+
 def burst(rng: random.Random) -> list[Call]:
-    base, peak, start, ramp = 1.5, 12.0, rng.uniform(900, 1500), 20.0
+    base, peak, start, ramp = 1.5, 12.0, _onset(rng), 20.0
     hold, decay = rng.uniform(480, 720), 120.0
 
     def rate(t: float) -> float:
@@ -115,7 +120,7 @@ def monday_ramp(rng: random.Random) -> list[Call]:
 
 
 def tv_spike(rng: random.Random) -> list[Call]:
-    base, start, decay = 0.5, rng.uniform(900, 1500), rng.uniform(180, 360)
+    base, start, decay = 0.5, _onset(rng), rng.uniform(180, 360)
     peak = 20 * base
 
     def rate(t: float) -> float:
@@ -159,4 +164,18 @@ def trace(shape: str, seed: int) -> list[Call]:
     """One instance of a shape: the same shape and seed always give the same calls."""
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}: one of {', '.join(SHAPES)}")
-    return SHAPES[shape](random.Random(f"{shape}:{seed}"))
+    return SHAPES[shape](_seeded(shape, seed))
+
+
+SPIKES = ("tv_spike", "burst")
+
+
+def onset(shape: str, seed: int) -> float:
+    """When the spike of a `burst` or `tv_spike` trace begins (seconds after 0)."""
+    if shape not in SPIKES:
+        raise ValueError(f"{shape!r} has no spike: one of {', '.join(SPIKES)}")
+    return _onset(_seeded(shape, seed))
+
+
+def _seeded(shape: str, seed: int) -> random.Random:
+    return random.Random(f"{shape}:{seed}")
