@@ -231,10 +231,11 @@ class CallPath:
         )
 
     def edge_pods(self, prefix: str) -> int:
-        """Pods whose names start with `prefix` in the edge's dispatcher list: what it routes to."""
-        listed = self.edge.config_dir / "dispatcher.list"
-        text = listed.read_text() if listed.exists() else ""
-        return sum(1 for line in text.splitlines() if f"duid={prefix}" in line)
+        """Pods whose names start with `prefix` in the sets Kamailio has loaded: what it routes to.
+        Not the dispatcher.list file: the sync writes it before Kamailio's reload, which its
+        rate limit can put off for a second or more."""
+        loaded = self.edge.kamailio.kamcmd("dispatcher.list")
+        return sum(1 for line in loaded.splitlines() if line.strip().startswith(f"BODY: duid={prefix}"))
 
     def callers(self, numbers: list[str], **options: Any) -> Callers:
         options.setdefault("rate", 20)

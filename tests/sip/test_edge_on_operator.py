@@ -36,8 +36,12 @@ def call_path(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CallPa
             wait_ready(cluster, NS, "hotline")
             with SyncedEdge(kubeconfig, tmp_path / "edge", namespaces=(NS,)) as edge:
                 path = CallPath.on_loopback(cluster, pods, edge, NS)
+                # Both regions in the sets Kamailio serves from, not only Ready in the cluster: a
+                # call overflowing to a region the edge has not loaded yet gets a 503.
                 wait_for(
-                    lambda: path.ready_pods("eu-west") and path.ready_pods("us-east"), timeout=30, what="pods"
+                    lambda: path.edge_pods("hotline-eu-west-") and path.edge_pods("hotline-us-east-"),
+                    timeout=30,
+                    what="the edge routes to pods of both regions",
                 )
                 yield path
 

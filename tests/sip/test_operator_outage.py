@@ -52,7 +52,9 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Worl
             with SyncedEdge(kubeconfig, tmp_path / "edge", namespaces=(NS,)) as edge:
                 path = CallPath.on_loopback(cluster, pods, edge, NS)
                 wait_for(
-                    lambda: path.ready_pods("eu-west") and path.ready_pods("us-east"), timeout=30, what="pods"
+                    lambda: path.edge_pods("hotline-eu-west-") and path.edge_pods("hotline-us-east-"),
+                    timeout=30,
+                    what="the edge routes to pods of both regions",
                 )
                 wait_for(
                     lambda: path.call([GB], calls=1).successful == 1, timeout=15, what="edge routes a call"
