@@ -215,3 +215,28 @@ def test_filling_pods_to_the_target_first_keeps_latency_that_filling_them_full_l
     assert full["dropped"] == target["dropped"] == 0
     assert target["over_slo_pct"] < full["over_slo_pct"] / 4
     assert target["pod_seconds"] < full["pod_seconds"]
+
+
+def test_past_the_target_calls_go_to_the_pods_in_turn_as_the_edge_places_them() -> None:
+    """The edge fills pods to their target share in the set's order, then (every pod at its
+    target) in turn: over the target the calls spread, and no pod runs hot before the rest."""
+    from voiceop.scaling.baselines import make_autoscaler
+    from voiceop.scaling.simulator import RegionSim, Simulation
+
+    config = ScalingConfig(calls_per_pod=10, target_utilization=0.7, max_replicas=10)
+    region = RegionSim("default", make_autoscaler("builtin", config), config, 10.0, "fill-target")
+    sim = Simulation()
+    for _ in range(3):
+        region.new_pod(0.0, sim, ready=True)
+    calls = iter(range(100))
+
+    def place(count: int) -> list[int]:
+        for _ in range(count):
+            region.place(next(calls), Call(0.0, 100.0), sim)
+        return sorted((len(p.calls) for p in region.pods.values()), reverse=True)
+
+    assert place(8) == [7, 1, 0]  # packed: the first pod to its target share (7 of 10)
+    assert place(13) == [7, 7, 7]
+    assert place(3) == [8, 8, 8]  # in turn past the target, not 10, 7, 7
+    assert place(6) == [10, 10, 10]
+    assert place(1) == [10, 10, 10] and region.result.rejected == 1

@@ -111,7 +111,7 @@ def test_pods_fill_to_their_target_share_first_then_up_to_calls_per_pod(
         [GB],
         calls=7,
         rate=50,
-        hold_ms=8000,
+        hold_ms=10000,
         local_port=5090,
         timeout_s=30,
     ).start()
@@ -120,27 +120,40 @@ def test_pods_fill_to_their_target_share_first_then_up_to_calls_per_pod(
         assert time.monotonic() < deadline, live()
         time.sleep(0.1)
     assert live() == {EU_POD_A: 6, EU_POD_B: 1, US_POD: 0}  # filled to the target, not to 8 on pod a
-    # Nine more while those hold: pod b to its 6, then (no eu-west pod below its target) a and b
-    # up to 8, not the idle pod of us-east: callers stay in their region while it has room.
-    more = Callers(
-        (edge.address, edge.port),
-        BILLING,
-        [GB],
-        calls=9,
-        rate=50,
-        hold_ms=3000,
-        local_port=5091,
-        timeout_s=30,
-    ).start()
-    deadline = time.monotonic() + 5
-    while sum(live().values()) < 16:
-        assert time.monotonic() < deadline, live()
-        time.sleep(0.1)
-    assert live() == {EU_POD_A: 8, EU_POD_B: 8, US_POD: 0}
+
+    # Five more while those hold: pod b to its 6 (pod a is at its target). Then, no eu-west pod
+    # below its target, two calls go one to each pod (round-robin past the target; in the set's
+    # order pod a would run to 8 while b stayed at 6), two more fill them to 8; none goes to the
+    # idle pod of us-east: callers stay in their region while it has room.
+    def hold(calls: int, port: int) -> Callers:
+        return Callers(
+            (edge.address, edge.port),
+            BILLING,
+            [GB],
+            calls=calls,
+            rate=50,
+            hold_ms=6000,
+            local_port=port,
+            timeout_s=30,
+        ).start()
+
+    def settle(total: int) -> dict[str, float]:
+        deadline = time.monotonic() + 5
+        while sum(live().values()) < total:
+            assert time.monotonic() < deadline, live()
+            time.sleep(0.1)
+        return live()
+
+    more = [hold(5, 5091)]
+    assert settle(12) == {EU_POD_A: 6, EU_POD_B: 6, US_POD: 0}
+    more.append(hold(2, 5093))
+    assert settle(14) == {EU_POD_A: 7, EU_POD_B: 7, US_POD: 0}  # spread past the target
+    more.append(hold(2, 5094))
+    assert settle(16) == {EU_POD_A: 8, EU_POD_B: 8, US_POD: 0}
     # eu-west full: the next region of the route.
     assert call(edge, [GB], calls=1, hold_ms=100, port=5092).successful == 1
     assert media_pods.metric(US_POD, "voice_calls_total") == 1
-    assert more.wait().failed == 0 and held.wait().failed == 0
+    assert [c.wait().failed for c in more] == [0, 0, 0] and held.wait().failed == 0
 
 
 def test_a_region_with_no_ready_pod_fails_over_to_the_next_region(

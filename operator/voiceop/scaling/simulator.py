@@ -4,7 +4,9 @@ Events, in time order: calls end, pods become ready, pods are killed, autoscaler
 metrics are sampled, calls arrive. A call is placed on a serving pod with a free slot and is
 rejected when none has: by `placement`, `fill` takes the first pod in a fixed order (voiceop's
 SIP edge orders a set's pods by name: a fixed order that new pods join anywhere, modelled by a
-hash of the name), `spread` the pod with the fewest calls (least-connections).
+hash of the name), `fill-target` (the edge's own) the first below its target share in that
+order and, once every pod is at its target, the pods in turn (round-robin), `spread` the pod
+with the fewest calls (least-connections).
 A pod an autoscaler removes stops taking calls at once; calls still on it when its grace
 period ends are dropped. Regions are simulated side by side, each with its own autoscaler.
 
@@ -155,6 +157,7 @@ class RegionSim:
         self.history: deque[tuple[float, int, int, dict[str, int]]] = deque()
         self.arrivals: deque[float] = deque()  # arrival times of the last minute
         self._names = itertools.count()
+        self._turn = 0  # the edge's round-robin pointer, past the target
         self._last_time = 0.0
         self._under_since: float | None = None
         # (time, live calls, pods, rejected so far) every TIMELINE_SECONDS, for plots.
@@ -296,12 +299,7 @@ class RegionSim:
         if self.placement == "fill":
             best = min(open_pods, key=lambda p: zlib.crc32(p.name.encode()), default=None)
         elif self.placement == "fill-target":
-            # Fill to the target utilization first, in the fixed order; past it, only once
-            # every pod is at its target (the latency knee sits above the target).
-            candidates = list(open_pods)
-            soft = math.ceil(self.config.calls_per_pod * self.config.target_utilization)
-            under = [p for p in candidates if len(p.calls) < soft] or candidates
-            best = min(under, key=lambda p: zlib.crc32(p.name.encode()), default=None)
+            best = self._fill_to_target_then_in_turn()
         else:
             best = min(open_pods, key=lambda p: len(p.calls), default=None)
         if best is None:
@@ -310,6 +308,21 @@ class RegionSim:
         self.arrivals.append(call.start)  # what voice_calls_total counts: calls a pod took
         best.calls.add(call_id)
         sim.push(call.start + call.duration, CALL_END, (self, best.name, call_id))
+
+    def _fill_to_target_then_in_turn(self) -> SimPod | None:
+        """The edge's two passes: the first pod below its target share in the set's fixed
+        order; when every pod is at its target, the pods in turn from the one after the last
+        pick (Kamailio's round-robin, dispatcher algorithm 4), skipping full ones."""
+        in_set = sorted(
+            (p for p in self.pods.values() if p.state == "serving"), key=lambda p: zlib.crc32(p.name.encode())
+        )
+        soft = math.ceil(self.config.calls_per_pod * self.config.target_utilization)
+        below = next((p for p in in_set if len(p.calls) < soft), None)
+        if below is not None or not in_set:
+            return below
+        self._turn = (self._turn + 1) % len(in_set)
+        in_turn = in_set[self._turn :] + in_set[: self._turn]
+        return next((p for p in in_turn if len(p.calls) < self.config.calls_per_pod), None)
 
     def end_call(self, pod_name: str, call_id: int) -> None:
         pod = self.pods.get(pod_name)
