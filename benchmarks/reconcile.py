@@ -384,11 +384,62 @@ def _differences(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any
     return [] if old == new else [(path, old, new)]
 
 
+def apply_children(kubeconfig: str, children_file: str) -> None:
+    """(In its own process, as the operator is.) Apply every child once with the operator's own
+    client, 32 at a time (its connection limit), and print the seconds it took: what the API
+    alone costs for the children, with no operator deciding anything."""
+    import asyncio
+    import json
+
+    from voiceop.kube import KubeClient, connection_from_kubeconfig
+
+    children = json.loads(Path(children_file).read_text())
+
+    async def run() -> float:
+        client = KubeClient.connect(connection_from_kubeconfig(Path(kubeconfig)))
+        gate = asyncio.Semaphore(32)
+
+        async def one(obj: dict[str, Any]) -> None:
+            async with gate:
+                await client.apply(obj)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(c) for c in children))
+        elapsed = time.perf_counter() - started
+        await client.close()
+        return elapsed
+
+    print(f"{asyncio.run(run()):.3f}")
+
+
+def http_floor(objects: list[dict[str, Any]], children: list[dict[str, Any]]) -> float:
+    """Seconds a bare client takes to apply the children to a fresh loopback server."""
+    import json
+
+    with LoopbackTarget() as target, tempfile.TemporaryDirectory() as tmp:
+        for obj in objects:
+            if obj["kind"] in ("Namespace", "Region", "AIBackend"):
+                target.apply(obj)
+        children_file = Path(tmp) / "children.json"
+        children_file.write_text(json.dumps(children))
+        done = subprocess.run(
+            [sys.executable, __file__, "--apply-children", str(target.kubeconfig), str(children_file)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return float(done.stdout.split()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=300)
     parser.add_argument("--control-plane", choices=("loopback", "kubernetes", "both"), default="loopback")
+    parser.add_argument("--apply-children", nargs=2, metavar=("KUBECONFIG", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.apply_children:
+        apply_children(*args.apply_children)
+        return
     objects = world(args.agents)
 
     inventory = Inventory.of(parse_object(o) for o in objects if o["apiVersion"].startswith("voiceop.dev"))
@@ -398,6 +449,7 @@ def main() -> None:
     n_children = len(children)
 
     targets = ["loopback", "kubernetes"] if args.control_plane == "both" else [args.control_plane]
+    floor_s = http_floor(objects, children) if "loopback" in targets else None
     results = {}
     for name in targets:
         with LoopbackTarget() if name == "loopback" else KubernetesTarget() as target:
@@ -405,6 +457,12 @@ def main() -> None:
 
     print(f"{args.agents} agents x 3 regions -> {n_children} children (no endpoints, so no routes ConfigMap)")
     print(f"offline render of the same agents (baseline): {render_s:.2f} s")
+    if floor_s is not None:
+        # The floor under the converge target: no operator can take less than its applies.
+        print(
+            f"the {n_children} children applied once by a bare client (the operator's, 32 in flight) "
+            f"to a fresh loopback server: {floor_s:.2f} s = {floor_s / render_s:.2f}x the render"
+        )
     print(
         f"{'measure':<56} {'API server':>10} {'value':>10} {'baseline':>10} {'ratio':>7} {'target':>12} verdict"
     )
