@@ -311,8 +311,9 @@ class RegionSim:
 
     def _fill_to_target_then_in_turn(self) -> SimPod | None:
         """The edge's two passes: the first pod below its target share in the set's fixed
-        order; when every pod is at its target, the pods in turn from the one after the last
-        pick (Kamailio's round-robin, dispatcher algorithm 4), skipping full ones."""
+        order; when every pod is at its target, the pods in turn, each call starting one pod
+        further along than the one before (Kamailio's round-robin, dispatcher algorithm 4) and
+        skipping full ones."""
         in_set = sorted(
             (p for p in self.pods.values() if p.state == "serving"), key=lambda p: zlib.crc32(p.name.encode())
         )
