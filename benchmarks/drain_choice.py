@@ -23,9 +23,8 @@ from dataclasses import replace
 from typing import Any
 
 from autoscale import CONFIG, hold_bound
-from voiceop.scaling.baselines import make_autoscaler
 from voiceop.scaling.policy import Decision
-from voiceop.scaling.simulator import Call, RegionSim, SimPod, Simulation, trace_end
+from voiceop.scaling.simulator import Call, RegionSim, SimPod, Simulation, simulate
 from voiceop.scaling.traces import SHAPES, trace
 
 DELAYS = (300.0, 60.0)
@@ -33,9 +32,15 @@ DELAYS = (300.0, 60.0)
 
 class ClairvoyantDrain(RegionSim):
     """Drains as many pods as the policy asked, starting ones first as the policy does, then
-    the serving pods whose last call ends soonest."""
+    the serving pods whose last call ends soonest (each call's end noted when it is placed)."""
 
-    calls: list[Call]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ends: dict[int, float] = {}
+
+    def place(self, call_id: int, call: Call, sim: Simulation) -> None:
+        self.ends[call_id] = call.start + call.duration
+        super().place(call_id, call, sim)
 
     def apply_decision(self, decision: Decision, now: float, sim: Simulation) -> None:
         if decision.drain:
@@ -47,23 +52,15 @@ class ClairvoyantDrain(RegionSim):
         super().apply_decision(decision, now, sim)
 
     def _last_end(self, pod: SimPod, now: float) -> float:
-        return max((self.calls[c].start + self.calls[c].duration for c in pod.calls), default=now)
+        return max((self.ends[c] for c in pod.calls), default=now)
 
 
 def pod_seconds(calls: list[Call], delay: float, clairvoyant: bool) -> float:
     config = replace(CONFIG, scale_down_delay_seconds=delay)
-    kind = ClairvoyantDrain if clairvoyant else RegionSim
-    regions = {}
-    for name in sorted({c.region for c in calls}):
-        region = kind(
-            name, make_autoscaler("builtin", config), config, config.pod_startup_seconds, "fill-target"
-        )
-        if isinstance(region, ClairvoyantDrain):
-            region.calls = calls
-        regions[name] = region
-    Simulation().run(calls, regions, trace_end(calls))
-    assert all(r.result.dropped == 0 for r in regions.values())
-    return sum(r.result.pod_seconds for r in regions.values())
+    region_type = ClairvoyantDrain if clairvoyant else RegionSim
+    results = simulate(calls, "builtin", config, "fill-target", region_type).values()
+    assert all(r.dropped == 0 for r in results)
+    return sum(r.pod_seconds for r in results)
 
 
 def run(shape: str, seed: int) -> list[tuple[Any, ...]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -389,7 +390,6 @@ def apply_children(kubeconfig: str, children_file: str) -> None:
     client, 32 at a time (its connection limit), and print the seconds it took: what the API
     alone costs for the children, with no operator deciding anything."""
     import asyncio
-    import json
 
     from voiceop.kube import KubeClient, connection_from_kubeconfig
 
@@ -416,8 +416,6 @@ def apply_children(kubeconfig: str, children_file: str) -> None:
 def http_floor(objects: list[dict[str, Any]], children: list[dict[str, Any]]) -> tuple[float, float, float]:
     """Seconds a bare client takes to apply the children to a fresh loopback server, its CPU
     seconds, and the server's (this process's) meanwhile."""
-    import json
-
     with LoopbackTarget() as target, tempfile.TemporaryDirectory() as tmp:
         for obj in objects:
             if obj["kind"] in ("Namespace", "Region", "AIBackend"):

@@ -105,34 +105,14 @@ def test_pods_fill_to_their_target_share_first_then_up_to_calls_per_pod(
     def live() -> dict[str, float]:
         return {name: media_pods.metric(name, "voice_active_calls") for name in addresses}
 
-    held = Callers(
-        (edge.address, edge.port),
-        BILLING,
-        [GB],
-        calls=7,
-        rate=50,
-        hold_ms=10000,
-        local_port=5090,
-        timeout_s=30,
-    ).start()
-    deadline = time.monotonic() + 5
-    while sum(live().values()) < 7:
-        assert time.monotonic() < deadline, live()
-        time.sleep(0.1)
-    assert live() == {EU_POD_A: 6, EU_POD_B: 1, US_POD: 0}  # filled to the target, not to 8 on pod a
-
-    # Five more while those hold: pod b to its 6 (pod a is at its target). Then, no eu-west pod
-    # below its target, two calls go one to each pod (round-robin past the target; in the set's
-    # order pod a would run to 8 while b stayed at 6), two more fill them to 8; none goes to the
-    # idle pod of us-east: callers stay in their region while it has room.
-    def hold(calls: int, port: int) -> Callers:
+    def hold(calls: int, port: int, hold_ms: int = 6000) -> Callers:
         return Callers(
             (edge.address, edge.port),
             BILLING,
             [GB],
             calls=calls,
             rate=50,
-            hold_ms=6000,
+            hold_ms=hold_ms,
             local_port=port,
             timeout_s=30,
         ).start()
@@ -144,6 +124,13 @@ def test_pods_fill_to_their_target_share_first_then_up_to_calls_per_pod(
             time.sleep(0.1)
         return live()
 
+    held = hold(7, 5090, hold_ms=10000)
+    assert settle(7) == {EU_POD_A: 6, EU_POD_B: 1, US_POD: 0}  # filled to the target, not to 8 on pod a
+
+    # Five more while those hold: pod b to its 6 (pod a is at its target). Then, no eu-west pod
+    # below its target, two calls go one to each pod (round-robin past the target; in the set's
+    # order pod a would run to 8 while b stayed at 6), two more fill them to 8; none goes to the
+    # idle pod of us-east: callers stay in their region while it has room.
     more = [hold(5, 5091)]
     assert settle(12) == {EU_POD_A: 6, EU_POD_B: 6, US_POD: 0}
     more.append(hold(2, 5093))

@@ -433,13 +433,21 @@ def oracle(calls: Sequence[Call], config: ScalingConfig) -> dict[str, RegionResu
 
 
 def simulate(
-    calls: Sequence[Call], policy: str, config: ScalingConfig, placement: str = "spread"
+    calls: Sequence[Call],
+    policy: str,
+    config: ScalingConfig,
+    placement: str = "spread",
+    region_type: type[RegionSim] = RegionSim,
 ) -> dict[str, RegionResult]:
+    """Every region of `calls` under `policy`; `region_type` lets a benchmark change how a
+    region carries out decisions (benchmarks/drain_choice.py)."""
     if policy == "oracle":
         return oracle(calls, config)
     end = trace_end(calls)
     regions = {
-        name: RegionSim(name, make_autoscaler(policy, config), config, config.pod_startup_seconds, placement)
+        name: region_type(
+            name, make_autoscaler(policy, config), config, config.pod_startup_seconds, placement
+        )
         for name in sorted({c.region for c in calls})
     }
     Simulation().run(calls, regions, end)
