@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from clusterlib import Sandbox
+from clusterlib import Sandbox, wait_for
 from conftest import EXAMPLES
 from voiceop.inputs.loading import load_inventory
 from voiceop.render import render_all
@@ -35,6 +35,13 @@ def restricted_namespace(sandbox: Sandbox) -> str:
                 },
             },
         }
+    )
+    # kube-apiserver refuses a Pod until the namespace's default ServiceAccount exists, which
+    # kube-controller-manager creates a moment after the namespace (a 403 in CI otherwise).
+    wait_for(
+        lambda: sandbox.get("v1", "ServiceAccount", RESTRICTED, "default"),
+        timeout=30,
+        what=f"the default ServiceAccount of {RESTRICTED}",
     )
     return RESTRICTED
 
