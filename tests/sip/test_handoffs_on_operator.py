@@ -144,8 +144,14 @@ def test_a_backend_outage_sends_calls_to_the_humans_counted_alerted_and_exported
     assert counted["regions"][0]["name"] == "eu-west" and counted["regions"][0]["handoffs"] >= 12
     high = hp.handoffs_high("status", "True", timeout=10)
     assert high["reason"] == "AboveMaxRate" and "backendUnavailable" in high["message"]
-    events = hp.cluster.events(NS, "hotline")
-    assert any(e["reason"] == "HandoffsHigh" and e["type"] == "Warning" for e in events)
+    # The Event follows the status write that turned the condition True, so it may land a moment later.
+    wait_for(
+        lambda: any(
+            e["reason"] == "HandoffsHigh" and e["type"] == "Warning" for e in hp.cluster.events(NS, "hotline")
+        ),
+        timeout=10,
+        what="a HandoffsHigh Warning Event",
+    )
 
     # The backend is back; a caller asks for a human; the outage rolls out of the window.
     set_backend(hp.stand_in, "model", "healthy")
