@@ -53,20 +53,35 @@ def eu_west_cap(scaler: Scaler) -> int:
 def test_an_agents_share_of_a_region_is_what_the_others_leave() -> None:
     scaler = Scaler(client=None, cache=a_cache({"sales": 20, "support": 15}, own=4), reconciler=None)  # type: ignore[arg-type]
     assert eu_west_cap(scaler) == 60 - 20 - 15
-    assert scaler.count_replicas().by_region == {"eu-west": 4 + 20 + 15, "us-east": 7}
+    assert scaler.cache.replica_count.by_region == {"eu-west": 4 + 20 + 15, "us-east": 7}
     scaler.cache.upsert(deployment("sales", "eu-west", 30, rv="2"))
     assert eu_west_cap(scaler) == 60 - 30 - 15
 
 
-def test_a_share_counted_in_a_tick_follows_the_ticks_own_scaling() -> None:
-    """Within a tick the count is one snapshot, moved only by the tick's own decisions: a newer
-    watch event of the agent's own Deployment does not make it count itself twice or not at all."""
+def test_a_share_counts_the_creates_and_scales_decided_but_not_yet_answered() -> None:
+    """An agent's share is what the others leave, counting what is decided and not yet written:
+    a Deployment about to be created (reserved) and one the scaler is scaling. A watch event of
+    the agent's own Deployment moves its own part, never the others' share."""
     scaler = Scaler(client=None, cache=a_cache({"sales": 20}, own=4), reconciler=None)  # type: ignore[arg-type]
-    count = scaler.count_replicas()
-    assert count.others("eu-west", NS, "billing-eu-west") == 20
-    count.set(NS, "sales-eu-west", "eu-west", 25)  # the tick scaled sales up
-    assert count.others("eu-west", NS, "billing-eu-west") == 25
-    assert count.others("eu-west", NS, "sales-eu-west") == 4
-    scaler.cache.upsert(deployment("billing", "eu-west", 9, rv="2"))  # a watch event mid-tick
-    scaler._replicas = count
-    assert eu_west_cap(scaler) == 60 - 25
+    cache = scaler.cache
+    cache.reserve_replicas(NS, "support-eu-west", "eu-west", 6)  # support's create is in flight
+    assert eu_west_cap(scaler) == 60 - 20 - 6
+    cache.replica_count.set(NS, "sales-eu-west", "eu-west", 25)  # the scaler is scaling sales up
+    assert eu_west_cap(scaler) == 60 - 25 - 6
+    cache.upsert(deployment("billing", "eu-west", 9, rv="2"))  # billing's own watch event
+    assert eu_west_cap(scaler) == 60 - 25 - 6
+    assert cache.replica_count.by_region["eu-west"] == 9 + 25 + 6
+
+
+def test_a_reservation_gives_way_to_the_created_deployment_and_goes_if_the_create_fails() -> None:
+    cache = a_cache({}, own=4)
+    cache.reserve_replicas(NS, "support-eu-west", "eu-west", 6)
+    cache.upsert(deployment("support", "eu-west", 3))  # created (the API's answer or its watch event)
+    cache.reserve_replicas(NS, "support-eu-west", "eu-west", 6)  # a later decision: the live count stands
+    assert cache.replica_count.by_region["eu-west"] == 4 + 3
+    cache.release_replicas(NS, "support-eu-west")  # only a reservation is released
+    assert cache.replica_count.by_region["eu-west"] == 4 + 3
+
+    cache.reserve_replicas(NS, "sales-eu-west", "eu-west", 2)
+    cache.release_replicas(NS, "sales-eu-west")  # its create failed
+    assert cache.replica_count.by_region["eu-west"] == 4 + 3

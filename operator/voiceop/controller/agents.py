@@ -124,12 +124,15 @@ class AgentReconciler:
     def _replicas_of(self, agent: VoiceAgent, region: str) -> int:
         chosen = self.replicas.get((agent.namespace, agent.name, region))
         if chosen is not None:
+            self.cache.reserve_replicas(agent.namespace, media_name(agent.name, region), region, chosen)
             return chosen
         live = self.cache.child("Deployment", agent.namespace, media_name(agent.name, region))
         if live is not None:  # a restart, or a switch into builtin: what runs now
             return int((live.get("spec") or {}).get("replicas", 1))
         if self.initial_replicas is not None:
-            return self.initial_replicas(agent, region)
+            initial = self.initial_replicas(agent, region)
+            self.cache.reserve_replicas(agent.namespace, media_name(agent.name, region), region, initial)
+            return initial
         return next(r.min_replicas for r in agent.spec.regions if r.name == region)
 
     async def _hand_over_replicas(self, live: Raw) -> None:
@@ -161,7 +164,12 @@ class AgentReconciler:
                 continue
             if current is not None and child["kind"] == "Deployment" and "replicas" not in child["spec"]:
                 await self._hand_over_replicas(current)
-            self.cache.upsert(await self.client.apply(child))
+            try:
+                self.cache.upsert(await self.client.apply(child))
+            except BaseException:
+                if current is None and child["kind"] == "Deployment":
+                    self.cache.release_replicas(namespace, child["metadata"]["name"])
+                raise
             changed.append(f"{child['kind']}/{child['metadata']['name']}")
         wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
         uid = seen.raw["metadata"].get("uid")

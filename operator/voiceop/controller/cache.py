@@ -115,8 +115,9 @@ def object_key(raw: Raw) -> tuple[str, str]:
 @dataclass
 class ReplicaCount:
     """Media Deployments' replicas by region: a region's total and each Deployment's part in
-    it, moved together, so an agent's share of the region (what the others leave) never mixes
-    one state of the cache with another (the scaler's tick works on a copy taken once)."""
+    it, moved together, so an agent's share of the region (what the others leave) never counts
+    its own Deployment or misses another. Writes in flight count as soon as they are decided
+    (`ClusterCache.reserve_replicas`, the scaler's scale), their answers or watch events after."""
 
     by_region: dict[str, int] = field(default_factory=dict)
     parts: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)  # (ns, name) -> (region, n)
@@ -131,9 +132,6 @@ class ReplicaCount:
         region, old = self.parts.pop((namespace, name), ("", 0))
         if old:
             self.by_region[region] -= old
-
-    def copy(self) -> ReplicaCount:
-        return ReplicaCount(dict(self.by_region), dict(self.parts))
 
     def others(self, region: str, namespace: str, name: str) -> int:
         """The replicas in `region` of every Deployment but this one."""
@@ -227,6 +225,20 @@ class ClusterCache:
             else:
                 replicas = int((new.get("spec") or {}).get("replicas", 1))
                 self.replica_count.set(namespace, name, region, replicas)
+
+    def reserve_replicas(self, namespace: str, name: str, region: str, replicas: int) -> None:
+        """A Deployment about to be created counts in its region from now on: agents reconciled
+        while its apply is in flight see the region with it (each had counted the region before
+        the others' applies answered, and 40 agents created at once asked a region of 60 pods for
+        68). Its watch event or the apply's answer replaces the reservation; a failed create
+        releases it (`release_replicas`)."""
+        if (namespace, name) not in self.children["Deployment"]:
+            self.replica_count.set(namespace, name, region, replicas)
+
+    def release_replicas(self, namespace: str, name: str) -> None:
+        """A reservation whose create failed: nothing runs, so the region does not count it."""
+        if (namespace, name) not in self.children["Deployment"]:
+            self.replica_count.remove(namespace, name)
 
     def keys_of(self, kind: str) -> set[tuple[str, str]]:
         table = self.objects if kind in VOICEOP_KINDS else self.children

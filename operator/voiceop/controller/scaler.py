@@ -22,7 +22,7 @@ from voiceop.api.kinds import KINDS
 from voiceop.api.v1alpha1 import VoiceAgent
 from voiceop.api.wire import ACCEPTING_CALLS, AGENT_LABEL, DRAINING_SINCE, POD_DELETION_COST, REGION_LABEL
 from voiceop.backends import active_backend
-from voiceop.controller.cache import ClusterCache, Raw, ReplicaCount
+from voiceop.controller.cache import ClusterCache, Raw
 from voiceop.controller.loops import every
 from voiceop.controller.reconciler import Reconciler
 from voiceop.controller.signals import DirectScraper, PrometheusReader, Reading, RegionSignals
@@ -118,9 +118,6 @@ class Scaler:
     # (namespace, agent, region) -> {pod: live calls last reported}
     last_calls: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
     handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS
-    # During a tick: what the capacity shares are counted from, taken once and kept up to date
-    # with the tick's own scaling (see ReplicaCount).
-    _replicas: ReplicaCount | None = None
 
     def __post_init__(self) -> None:
         self.direct.handoff_window_seconds = self.handoff_window_seconds
@@ -151,21 +148,7 @@ class Scaler:
                 grouped.setdefault((namespace, labels[AGENT_LABEL], labels[REGION_LABEL]), []).append(raw)
         return grouped
 
-    def count_replicas(self) -> ReplicaCount:
-        """Replicas of every media Deployment, per region: what a region's
-        `capacity.maxMediaPods` is shared by. A tick's snapshot of the cache's count, once per
-        tick, not a scan per agent (900 regions with a cap had scanned 900 Deployments each:
-        1.7 s of a 300-agent tick)."""
-        return self.cache.replica_count.copy()
-
     async def tick(self) -> None:
-        self._replicas = self.count_replicas()
-        try:
-            await self._tick()
-        finally:
-            self._replicas = None
-
-    async def _tick(self) -> None:
         regions = self.cache.regions()
         media = self.media_pods()
         scaled: set[tuple[str, str, str]] = set()
@@ -200,6 +183,7 @@ class Scaler:
         for remembered in (self.memories, self.startup, self.last_calls, self.reconciler.replicas):
             for key in [k for k in remembered if k not in scaled]:
                 del remembered[key]
+                self.cache.release_replicas(key[0], media_name(key[1], key[2]))  # if never created
 
     async def open_gates(self, pods: Sequence[Raw]) -> None:
         """Pods up and not draining take calls: readiness gate True (pods that have one)."""
@@ -249,8 +233,7 @@ class Scaler:
         caps: list[tuple[str, int]] = []
         region_obj = self.cache.regions()[region]
         if region_obj.spec.capacity and region_obj.spec.capacity.max_media_pods is not None:
-            count = self._replicas if self._replicas is not None else self.cache.replica_count
-            others = count.others(region, agent.namespace, media_name(agent.name, region))
+            others = self.cache.replica_count.others(region, agent.namespace, media_name(agent.name, region))
             caps.append(
                 (
                     f"Region {region} capacity.maxMediaPods",
@@ -367,16 +350,30 @@ class Scaler:
         # Before the write: an apply of the Deployment meanwhile carries this count, not the old one.
         self.reconciler.replicas[key] = decision.replicas
         deployment = self.cache.child("Deployment", agent.namespace, media_name(agent.name, region))
-        if deployment is not None and (deployment.get("spec") or {}).get("replicas", 1) != decision.replicas:
-            if self._replicas is not None:  # later shares in this tick count this change
-                self._replicas.set(agent.namespace, deployment["metadata"]["name"], region, decision.replicas)
-            await self.client.patch(
-                KINDS["Deployment"],
-                agent.namespace,
-                deployment["metadata"]["name"],
-                {"spec": {"replicas": decision.replicas}},
-                sub="scale",
+        if deployment is None:  # the reconciler creates it with this count: counted from now on
+            self.cache.reserve_replicas(
+                agent.namespace, media_name(agent.name, region), region, decision.replicas
             )
+        elif (deployment.get("spec") or {}).get("replicas", 1) != decision.replicas:
+            # Counted in the region before the write: shares computed meanwhile (later agents in
+            # this tick, new agents' reconciles) see it; a failed write counts what still runs.
+            name = deployment["metadata"]["name"]
+            self.cache.replica_count.set(agent.namespace, name, region, decision.replicas)
+            try:
+                await self.client.patch(
+                    KINDS["Deployment"],
+                    agent.namespace,
+                    name,
+                    {"spec": {"replicas": decision.replicas}},
+                    sub="scale",
+                )
+            except BaseException:
+                live = self.cache.child("Deployment", agent.namespace, name)
+                if live is not None:
+                    self.cache.replica_count.set(
+                        agent.namespace, name, region, int((live.get("spec") or {}).get("replicas", 1))
+                    )
+                raise
             logger.info(
                 "%s: %d -> %d pods (%d calls%s, want %d serving%s)",
                 where,
