@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ class LoopbackTarget:
         for crd in all_crds():
             self.server.apply(crd)
         DeploymentController(self.server.store)
+        self.server.store.request_log = deque()  # every request, for where they went
         self.kubeconfig = self.server.write_kubeconfig(Path(self._tmp.name) / "kubeconfig")
         return self
 
@@ -131,10 +133,28 @@ class LoopbackTarget:
         return sum(self.server.store.request_counts.values())
 
     def writes_since(self, mark: int) -> list[tuple[str, str]]:
-        """The write requests served after `mark` (of the newest 2,000 the server logs)."""
+        """The write requests served after `mark`."""
+        return [(verb, path) for verb, path in self.requests_since(mark) if verb in WRITES]
+
+    def requests_since(self, mark: int) -> list[tuple[str, str]]:
         log = list(self.server.store.request_log)
         newer = sum(self.server.store.request_counts.values()) - mark
-        return [(verb, path) for verb, path in log[max(0, len(log) - newer) :] if verb in WRITES]
+        return log[max(0, len(log) - newer) :]
+
+
+def resource_of(path: str) -> str:
+    """ "deployments", "voiceagents/status": what an API path names (/api/v1/..., /apis/g/v/...)."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    parts = parts[2:] if parts[0] == "api" else parts[3:]
+    if parts[:1] == ["namespaces"] and len(parts) > 2:
+        parts = parts[2:]
+    return "/".join(parts[:1] + parts[2:3])
+
+
+def where_requests_went(requests: list[tuple[str, str]], per: int) -> str:
+    """ "patch deployments 0.30, ...": the requests by verb and resource, per child."""
+    counts = Counter(f"{verb} {resource_of(path)}" for verb, path in requests)
+    return ", ".join(f"{what} {n / per:.3f}" for what, n in counts.most_common())
 
 
 # Writes kube-apiserver counted that can only be the operator's: to its children (their status
@@ -306,12 +326,13 @@ def wait_quiet(target: LoopbackTarget | KubernetesTarget, seconds: float, timeou
 
 def measure(
     target: LoopbackTarget | KubernetesTarget, objects: list[dict[str, Any]], agents: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     operator = start_operator(target.kubeconfig)
     wait(target.watching, 60, poll=0.5)
     time.sleep(1.0)
     idle_rss = rss_mib(operator.pid)
     before_requests = target.operator_requests()
+    request_mark = target.mark() if isinstance(target, LoopbackTarget) else 0
     cpu_before = target.server_cpu()
     for obj in objects:
         target.apply(obj)
@@ -323,7 +344,7 @@ def measure(
         operator.wait(10)
         raise
     time.sleep(2.0)  # let stragglers (status of regions, routes) land
-    measured = {
+    measured: dict[str, Any] = {
         "converge_s": converge_s,
         "requests": target.operator_requests() - before_requests,
         "converged_rss": rss_mib(operator.pid),
@@ -331,6 +352,8 @@ def measure(
         "operator_cpu": cpu_seconds(operator.pid),
         "server_cpu": target.server_cpu() - cpu_before,
     }
+    if isinstance(target, LoopbackTarget):
+        measured["requests_by_resource"] = target.requests_since(request_mark)
     # A resync must find nothing to do: stop only once the operator has finished what it was
     # doing (the scaler's last decisions on the newest agents, their status), or a write left
     # over would be counted as one the restart made.
@@ -517,6 +540,10 @@ def main() -> None:
             ratio = f"{ratio_value:>7.2f}" if ratio_value is not None else f"{'-':>7}"
             verdict = "-" if holds is None else ("PASS" if holds else "FAIL")
             print(f"{label:<56} {name:>10} {value:>10.2f} {base} {ratio} {goal:>12} {verdict}")
+    for name, m in results.items():
+        if "requests_by_resource" in m:
+            print(f"{name}: requests per child while converging, by verb and resource: ", end="")
+            print(where_requests_went(m["requests_by_resource"], n_children))
 
 
 if __name__ == "__main__":
