@@ -932,3 +932,14 @@ def test_watch_events_are_handled_on_the_event_loop_not_in_kopfs_threads() -> No
     handlers = [h for h in registry._watching.get_all_handlers() if h.id.startswith("observe-")]
     assert len(handlers) >= 10
     assert all(inspect.iscoroutinefunction(h.fn) for h in handlers)
+
+
+def test_kopf_is_given_no_diff_base_so_the_registry_holds_event_handlers_only() -> None:
+    """voiceop tells kopf to keep no last-handled state (NoDiffBase: kopf built and diffed a deep
+    copy of every object on every event for it). Handlers on creation, update, resume or
+    daemons would read that state; none may be registered while it is off."""
+    from voiceop.handlers.registry import build_registry
+
+    registry = build_registry(OperatorRuntime())
+    assert registry._changing.get_all_handlers() == []
+    assert registry._spawning.get_all_handlers() == []

@@ -354,10 +354,8 @@ class KubeClient:
             content_type="application/apply-patch+yaml",
         )
 
-    async def patch_status(
-        self, kind: Kind, namespace: str | None, name: str, status: dict[str, Any]
-    ) -> None:
-        await self.request(
+    async def patch_status(self, kind: Kind, namespace: str | None, name: str, status: dict[str, Any]) -> Any:
+        return await self.request(
             "PATCH",
             kind.path(namespace, name, "status"),
             verb="patch_status",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +164,10 @@ class ClusterCache:
     # what a region's capacity.maxMediaPods is shared by, read for each new Deployment (a
     # count afresh each time was quadratic in the fleet).
     replica_count: ReplicaCount = field(default_factory=ReplicaCount)
+    # Told of every change as (before, after), None for absent: an object new, newer or gone,
+    # never a repeat of the version held. The reconciler enqueues what the change affects; a
+    # watch event that only echoes a write whose answer is already here wakes nothing.
+    on_change: Callable[[Raw | None, Raw | None], None] | None = None
 
     # --- feeding --------------------------------------------------------------------------
 
@@ -185,13 +189,19 @@ class ClusterCache:
                 self.objects[kind][key] = Seen(raw, parse_object(raw))
             except InvalidObject as invalid:
                 self.objects[kind][key] = Seen(raw, None, tuple(invalid.errors))
+            before = None if previous is None else previous.raw
         elif kind in WATCHED_CHILD_KINDS:
             key = object_key(raw)
-            known = self.children[kind].get(key)
-            if known is None or _newer(raw, known):
-                kept = as_cached(raw)
-                self.children[kind][key] = kept
-                self._reindex(kind, key, known, kept)
+            before = self.children[kind].get(key)
+            if before is not None and not _newer(raw, before):
+                return
+            raw = as_cached(raw)
+            self.children[kind][key] = raw
+            self._reindex(kind, key, before, raw)
+        else:
+            return
+        if self.on_change is not None:
+            self.on_change(before, raw)
 
     def upsert_if_absent(self, raw: Raw) -> None:
         """From an initial listing: never over a version a watch event has already brought."""
@@ -202,11 +212,14 @@ class ClusterCache:
     def remove(self, raw: Raw) -> None:
         kind = raw["kind"]
         if kind in VOICEOP_KINDS:
-            self.objects[kind].pop(object_key(raw), None)
-            return
-        known = self.children[kind].pop(object_key(raw), None)
-        if known is not None:
-            self._reindex(kind, object_key(raw), known, None)
+            seen = self.objects[kind].pop(object_key(raw), None)
+            before = None if seen is None else seen.raw
+        else:
+            before = self.children[kind].pop(object_key(raw), None)
+            if before is not None:
+                self._reindex(kind, object_key(raw), before, None)
+        if before is not None and self.on_change is not None:
+            self.on_change(before, None)
 
     def _reindex(self, kind: str, key: tuple[str, str], old: Raw | None, new: Raw | None) -> None:
         """Move a child between agents' entries as its labels say (they may change)."""

@@ -9,6 +9,7 @@ it changed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from voiceop.api.wire import AGENT_LABEL, REGION_LABEL, ROUTES_CONFIGMAP
@@ -26,6 +27,10 @@ from voiceop.status import now_iso
 
 # (what, namespace, name): ("agent", ns, name), ("routes", ns, ""), ("region", "", name)
 Key = tuple[str, str, str]
+
+# The key whose reconcile is running (in its task): the cache changes its own writes make do
+# not enqueue it again, as its pass already works on them.
+_working_on: ContextVar[Key | None] = ContextVar("working_on", default=None)
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Reconciler:
         self.routes = RoutesReconciler(self.client, self.cache, self.status)
         self.regions = RegionReconciler(self.cache, self.status, self.signals)
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, label=lambda key: key[0], workers=self.workers)
+        self.cache.on_change = self._changed
 
     def enqueue(self, *keys: Key) -> None:
         self.queue.enqueue(*keys)
@@ -66,12 +72,16 @@ class Reconciler:
 
     async def reconcile(self, key: Key) -> None:
         what, namespace, name = key
-        if what == "agent":
-            await self.agents.reconcile(namespace, name)
-        elif what == "routes":
-            await self.routes.reconcile(namespace)
-        elif what == "region":
-            await self.regions.reconcile(name)
+        token = _working_on.set(key)
+        try:
+            if what == "agent":
+                await self.agents.reconcile(namespace, name)
+            elif what == "routes":
+                await self.routes.reconcile(namespace)
+            elif what == "region":
+                await self.regions.reconcile(name)
+        finally:
+            _working_on.reset(token)
 
     async def write_status_if_changed(self, seen: Seen, status: dict[str, object]) -> bool:
         return await self.status.write_if_changed(seen, status)
@@ -79,19 +89,29 @@ class Reconciler:
     # --- what a change affects ------------------------------------------------------------
 
     def observe(self, raw: Raw, deleted: bool) -> None:
-        """Record a watch event and enqueue everything it affects."""
+        """Record a watch event; what it changes is enqueued (see `_changed`)."""
         if deleted:
             self.cache.remove(raw)
         else:
             self.cache.upsert(raw)
-        self.enqueue(*self.affected(raw))
 
-    def affected(self, raw: Raw) -> Iterable[Key]:
+    def _changed(self, before: Raw | None, after: Raw | None) -> None:
+        """The cache changed (a watch event, or a write's answer): enqueue what it affects."""
+        raw = after if after is not None else before
+        assert raw is not None
+        working_on = _working_on.get()
+        self.enqueue(*(key for key in self.affected(raw, _spec_changed(before, after)) if key != working_on))
+
+    def affected(self, raw: Raw, spec_changed: bool = True) -> Iterable[Key]:
+        """The keys a change to `raw` affects. A Region or VoiceAgent whose status alone changed
+        (voiceop's own status writes) affects only itself: agents and routes read their spec."""
         kind = raw["kind"]
         meta = raw["metadata"]
         namespace, name = meta.get("namespace") or "", meta["name"]
         if kind == "Region":
             yield ("region", "", name)
+            if not spec_changed:
+                return
             for (ns, agent_name), agent in self.cache.agents().items():
                 if any(r.name == name for r in agent.spec.regions):
                     yield ("agent", ns, agent_name)
@@ -105,7 +125,8 @@ class Reconciler:
                     yield ("agent", ns, agent_name)
         elif kind == "VoiceAgent":
             yield ("agent", namespace, name)
-            yield ("routes", namespace, "")
+            if spec_changed:  # the routes read an agent's spec (and its Deployments), not its status
+                yield ("routes", namespace, "")
         elif kind == "VoiceEndpoint":
             yield ("routes", namespace, "")
         elif kind == "Pod":
@@ -133,3 +154,18 @@ class Reconciler:
         keys += [("agent", ns, name) for (ns, name) in self.cache.objects["VoiceAgent"]]
         keys += [("routes", ns, "") for ns in {ns for (ns, _) in self.cache.objects["VoiceEndpoint"]}]
         return keys
+
+
+def _spec_changed(before: Raw | None, after: Raw | None) -> bool:
+    """Whether a change is more than status: created, deleted (or being), recreated, relabelled,
+    or a new generation (the API server bumps it for every change outside metadata and status)."""
+    if before is None or after is None:
+        return True
+    old, new = before["metadata"], after["metadata"]
+    return bool(
+        old.get("uid") != new.get("uid")
+        or old.get("generation") != new.get("generation")
+        or old.get("generation") is None
+        or old.get("labels") != new.get("labels")
+        or old.get("deletionTimestamp") != new.get("deletionTimestamp")
+    )

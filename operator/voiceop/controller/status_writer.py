@@ -10,7 +10,7 @@ from voiceop.api import FieldError
 from voiceop.api.kinds import KINDS
 from voiceop.controller.cache import ClusterCache, Seen
 from voiceop.kube import ApiError, KubeClient
-from voiceop.status import describe, now_iso, refused_status, status_differs, without_nones
+from voiceop.status import describe, now_iso, refused_status, status_differs
 
 
 @dataclass
@@ -24,23 +24,18 @@ class StatusWriter:
             return False
         meta = seen.raw["metadata"]
         try:
-            await self.client.patch_status(
+            written = await self.client.patch_status(
                 KINDS[seen.raw["kind"]], meta.get("namespace"), meta["name"], status
             )
         except ApiError as error:
             if error.code == 404:
                 return False  # deleted meanwhile
             raise
-        # Keep the cache in step so that a second pass before the watch event sees no change,
-        # unless a newer version has arrived meanwhile (it must not be overwritten).
-        table = self.cache.objects[seen.raw["kind"]]
-        current = table.get((seen.namespace, seen.name))
-        if current is not None and current.raw["metadata"].get("resourceVersion") == meta.get(
-            "resourceVersion"
-        ):
-            table[(seen.namespace, seen.name)] = Seen(
-                {**seen.raw, "status": without_nones(status)}, seen.resource, seen.errors
-            )
+        # The answer goes into the cache (unless a newer version arrived meanwhile): a second
+        # pass before the watch event sees no change, and the watch event, a repeat of it,
+        # wakes nothing.
+        if isinstance(written, dict) and written.get("metadata"):
+            self.cache.upsert({"kind": seen.raw["kind"], "apiVersion": seen.raw["apiVersion"], **written})
         return True
 
     async def refuse(self, seen: Seen, reason: str, errors: Iterable[FieldError]) -> None:

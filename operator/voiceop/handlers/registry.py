@@ -67,6 +67,23 @@ def build_registry(runtime: OperatorRuntime) -> kopf.OperatorRegistry:
     return registry
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No last-handled state: voiceop's handlers are event handlers only, which kopf calls for
+    every event without a diff, yet kopf built one per event (a deep copy of the object, a
+    second to drop its progress, and the diff): ~1 ms of each of the ~15,000 events of 300 agents
+    converging. A handler on creation, update or resume would need it back (a test holds the
+    registry to event handlers)."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> None:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        pass
+
+
 def configure(settings: kopf.OperatorSettings, peering_lifetime: float | None = None) -> None:
     """kopf configured once, at start-up."""
     if peering_lifetime is not None:
@@ -78,9 +95,7 @@ def configure(settings: kopf.OperatorSettings, peering_lifetime: float | None = 
     # kopf keeps nothing in our objects' status; anything it stores goes under voiceop.dev.
     settings.persistence.finalizer = "voiceop.dev/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="voiceop.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="voiceop.dev", key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     # voiceop posts its own Events for decisions; kopf's per-handler log events would be noise.
     settings.posting.enabled = False
     # Reconnect watches well before load balancers cut idle streams (often at 5-10 minutes).
