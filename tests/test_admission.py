@@ -3,6 +3,7 @@ bad input and names the field."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -471,3 +472,22 @@ def _schemas(node: Any) -> Any:
     elif isinstance(node, list):
         for value in node:
             yield from _schemas(value)
+
+
+def test_a_rule_sees_only_the_fields_of_self_it_names_and_self_whole_otherwise() -> None:
+    """Admission hands a rule only the fields of `self` it reads as `self.field` (its cached
+    result is then shared by objects that differ elsewhere); a rule that reads `self` whole or
+    calls a method or macro on it gets all of it."""
+    from voiceop.api.admission import _fields_read, _self_json
+
+    assert _fields_read("self.minReplicas <= self.maxReplicas") == {"minReplicas", "maxReplicas"}
+    assert _fields_read("!has(self.fallback) || has(self.fallback.humanHandoff)") == {"fallback"}
+    assert _fields_read("!self.name.startsWith('VOICEOP_')") == {"name"}
+    for whole in ("size(self) > 0", "self.exists(k, k == 'a')", "self.all(k, k != '')", "self == oldSelf"):
+        assert _fields_read(whole) is None, whole
+    value = {"minReplicas": 2, "maxReplicas": 9, "image": "x"}
+    assert json.loads(_self_json(value, "self.minReplicas <= self.maxReplicas")) == {
+        "minReplicas": 2,
+        "maxReplicas": 9,
+    }
+    assert json.loads(_self_json(value, "size(self) == 3")) == value

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -166,14 +167,37 @@ def _evaluate(expression: str, value_json: str) -> Any:
     return result
 
 
+_SELF = re.compile(r"\bself\b")
+_SELF_FIELD = re.compile(r"\bself\.([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()")
+
+
+@functools.cache
+def _fields_read(expression: str) -> frozenset[str] | None:
+    """The fields of `self` an expression reads, when it reads `self` only as `self.field`
+    (never whole, never `self.method(...)`, as `self.exists(...)` would); else None. An
+    object's rule at the top of its spec (`!has(self.fallback) || ...`) then sees only the
+    fields it names: converting the whole spec to CEL for it was most of an agent's admission,
+    and agents that differ elsewhere share the result."""
+    fields = _SELF_FIELD.findall(expression)
+    return frozenset(fields) if fields and len(fields) == len(_SELF.findall(expression)) else None
+
+
+def _self_json(value: Any, expression: str) -> str:
+    """`self` for one expression, as the key of its cached result: what it can read of `value`."""
+    fields = _fields_read(expression)
+    if fields is not None and isinstance(value, dict):
+        value = {key: item for key, item in value.items() if key in fields}
+    return json.dumps(value, sort_keys=True)
+
+
 def _rule_errors(value: Any, schema: JsonSchema, path: list[str | int]) -> Iterator[FieldError]:
     rules = schema.get("x-kubernetes-validations", [])
     if not rules:
         return
-    value_json = json.dumps(_coerce_numbers(value, schema), sort_keys=True)
+    value = _coerce_numbers(value, schema)
     for rule in rules:
         try:
-            holds = bool(_evaluate(rule["rule"], value_json))
+            holds = bool(_evaluate(rule["rule"], _self_json(value, rule["rule"])))
         except celpy.CELEvalError as error:
             yield FieldError(field_path(path), f"rule {rule['rule']!r} failed to evaluate: {error}")
             continue
@@ -181,8 +205,9 @@ def _rule_errors(value: Any, schema: JsonSchema, path: list[str | int]) -> Itera
             continue
         message = rule.get("message", f"failed rule: {rule['rule']}")
         if "messageExpression" in rule:
+            expression = rule["messageExpression"]
             try:
-                message = str(_evaluate(rule["messageExpression"], value_json))
+                message = str(_evaluate(expression, _self_json(value, expression)))
             except celpy.CELEvalError:
                 pass  # the API server falls back to `message` too
         where = field_path(path) + rule.get("fieldPath", "")
