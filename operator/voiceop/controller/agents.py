@@ -122,16 +122,17 @@ class AgentReconciler:
         return desired
 
     def _replicas_of(self, agent: VoiceAgent, region: str) -> int:
+        name = media_name(agent.name, region)
         chosen = self.replicas.get((agent.namespace, agent.name, region))
         if chosen is not None:
-            self.cache.reserve_replicas(agent.namespace, media_name(agent.name, region), region, chosen)
+            self.cache.reserve_replicas(agent.namespace, name, region, chosen)
             return chosen
-        live = self.cache.child("Deployment", agent.namespace, media_name(agent.name, region))
+        live = self.cache.child("Deployment", agent.namespace, name)
         if live is not None:  # a restart, or a switch into builtin: what runs now
             return int((live.get("spec") or {}).get("replicas", 1))
         if self.initial_replicas is not None:
             initial = self.initial_replicas(agent, region)
-            self.cache.reserve_replicas(agent.namespace, media_name(agent.name, region), region, initial)
+            self.cache.reserve_replicas(agent.namespace, name, region, initial)
             return initial
         return next(r.min_replicas for r in agent.spec.regions if r.name == region)
 

@@ -232,12 +232,19 @@ class ClusterCache:
         if new is not None and (now := _owning_agent(kind, new)) is not None:
             self._by_agent[(namespace, now)][(kind, name)] = new
         if kind == "Deployment":
-            region = None if new is None else (new["metadata"].get("labels") or {}).get(REGION_LABEL)
-            if new is None or region is None:
-                self.replica_count.remove(namespace, name)
-            else:
-                replicas = int((new.get("spec") or {}).get("replicas", 1))
-                self.replica_count.set(namespace, name, region, replicas)
+            self._count_replicas(namespace, name, new)
+
+    def _count_replicas(self, namespace: str, name: str, deployment: Raw | None) -> None:
+        """A Deployment's part of its region's replicas, as `deployment` says (none if None)."""
+        region = (
+            None if deployment is None else (deployment["metadata"].get("labels") or {}).get(REGION_LABEL)
+        )
+        if deployment is None or region is None:
+            self.replica_count.remove(namespace, name)
+        else:
+            self.replica_count.set(
+                namespace, name, region, int((deployment.get("spec") or {}).get("replicas", 1))
+            )
 
     def reserve_replicas(self, namespace: str, name: str, region: str, replicas: int) -> None:
         """A Deployment about to be created counts in its region from now on: agents reconciled
@@ -249,9 +256,9 @@ class ClusterCache:
             self.replica_count.set(namespace, name, region, replicas)
 
     def release_replicas(self, namespace: str, name: str) -> None:
-        """A reservation whose create failed: nothing runs, so the region does not count it."""
-        if (namespace, name) not in self.children["Deployment"]:
-            self.replica_count.remove(namespace, name)
+        """A count decided ahead of its write (a create, a scale) whose write failed or will not
+        come: the region counts the Deployment as the cache holds it again, or not at all."""
+        self._count_replicas(namespace, name, self.children["Deployment"].get((namespace, name)))
 
     def keys_of(self, kind: str) -> set[tuple[str, str]]:
         table = self.objects if kind in VOICEOP_KINDS else self.children

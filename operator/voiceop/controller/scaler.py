@@ -183,7 +183,7 @@ class Scaler:
         for remembered in (self.memories, self.startup, self.last_calls, self.reconciler.replicas):
             for key in [k for k in remembered if k not in scaled]:
                 del remembered[key]
-                self.cache.release_replicas(key[0], media_name(key[1], key[2]))  # if never created
+                self.cache.release_replicas(key[0], media_name(key[1], key[2]))  # a create not made
 
     async def open_gates(self, pods: Sequence[Raw]) -> None:
         """Pods up and not draining take calls: readiness gate True (pods that have one)."""
@@ -349,15 +349,13 @@ class Scaler:
             logger.info("%s: %d draining pods take calls again", where, len(decision.undrain))
         # Before the write: an apply of the Deployment meanwhile carries this count, not the old one.
         self.reconciler.replicas[key] = decision.replicas
-        deployment = self.cache.child("Deployment", agent.namespace, media_name(agent.name, region))
+        name = media_name(agent.name, region)
+        deployment = self.cache.child("Deployment", agent.namespace, name)
         if deployment is None:  # the reconciler creates it with this count: counted from now on
-            self.cache.reserve_replicas(
-                agent.namespace, media_name(agent.name, region), region, decision.replicas
-            )
+            self.cache.reserve_replicas(agent.namespace, name, region, decision.replicas)
         elif (deployment.get("spec") or {}).get("replicas", 1) != decision.replicas:
             # Counted in the region before the write: shares computed meanwhile (later agents in
             # this tick, new agents' reconciles) see it; a failed write counts what still runs.
-            name = deployment["metadata"]["name"]
             self.cache.replica_count.set(agent.namespace, name, region, decision.replicas)
             try:
                 await self.client.patch(
@@ -368,11 +366,7 @@ class Scaler:
                     sub="scale",
                 )
             except BaseException:
-                live = self.cache.child("Deployment", agent.namespace, name)
-                if live is not None:
-                    self.cache.replica_count.set(
-                        agent.namespace, name, region, int((live.get("spec") or {}).get("replicas", 1))
-                    )
+                self.cache.release_replicas(agent.namespace, name)
                 raise
             logger.info(
                 "%s: %d -> %d pods (%d calls%s, want %d serving%s)",
