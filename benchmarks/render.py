@@ -3,7 +3,9 @@
 Prints one table. The baseline, measured in the same run, is reading the rendered output back
 with PyYAML's C loader: what any client pays just to parse the objects voiceop produces. A last
 row times `voiceop render -f examples/` as a user runs it (a fresh interpreter, median of 5),
-against starting the same interpreter with nothing to do.
+against starting the same interpreter with nothing to do: with voiceop's bytecode compiled, as
+`pip install` compiles a package and Python caches it on a first run (the verdict's row), and
+from source at every start, as where PYTHONDONTWRITEBYTECODE=1 is set and nothing was cached.
 
     python benchmarks/render.py [--agents N]
 """
@@ -12,16 +14,21 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+import voiceop
 from voiceop.api import parse_object
 from voiceop.api.inventory import Inventory
 from voiceop.inputs.loading import load_inventory
@@ -33,14 +40,29 @@ TARGET_MS_PER_AGENT = 2.0  # admission, and render, each
 TARGET_CLI_SECONDS = 0.5
 
 
-def wall(command: list[str], runs: int = 5) -> float:
+def wall(command: list[str], runs: int = 5, env: dict[str, str] | None = None) -> float:
     """Median wall time of a command, in seconds."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def cli_walls() -> tuple[float, float]:
+    """`voiceop render -f examples/` (median wall s) from a copy of the package with no bytecode
+    (run with -B, so none is written), then after compiling that copy as pip compiles an
+    installed package."""
+    command = [sys.executable, "-m", "voiceop", "render", "-f", EXAMPLES]
+    with tempfile.TemporaryDirectory() as copy_root:
+        package = Path(copy_root) / "voiceop"
+        shutil.copytree(Path(voiceop.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+        env = {**os.environ, "PYTHONPATH": copy_root}  # ahead of the installed voiceop
+        from_source_s = wall([command[0], "-B", *command[1:]], env=env)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+        compiled_s = wall(command, env=env)
+    return compiled_s, from_source_s
 
 
 def agent_manifests(count: int) -> list[dict[str, Any]]:
@@ -101,7 +123,7 @@ def main() -> None:
     baseline_s, parsed = timed(lambda: list(yaml.load_all(text, Loader=yaml.CSafeLoader)))
     assert len(parsed) == len(objects)
 
-    cli_s = wall([sys.executable, "-m", "voiceop", "render", "-f", EXAMPLES])
+    cli_s, cli_from_source_s = cli_walls()
     start_s = wall([sys.executable, "-c", "pass"])
 
     n = args.agents
@@ -128,6 +150,10 @@ def main() -> None:
     print(
         f"{'voiceop render -f examples/ (wall, median)':<44} {cli_s:>9.2f} {'-':>9} "
         f"{cli_s / start_s:>11.2f} {'<= 0.5 s':>9} {cli_verdict:>8}"
+    )
+    print(
+        f"{'  the same, compiling its source every start':<44} {cli_from_source_s:>9.2f} {'-':>9} "
+        f"{cli_from_source_s / start_s:>11.2f} {'-':>9} {'-':>8}"
     )
     print(f"  (its baseline: the same interpreter started with nothing to do, {start_s:.2f} s)")
 

@@ -40,6 +40,31 @@ def test_crds_folder_matches_generated_output(tmp_path: Path) -> None:
     assert committed == generated, "crds/ is stale: run `voiceop crds -o crds/` and commit"
 
 
+@pytest.mark.parametrize("kind", MODELS, ids=lambda kind: kind.info.kind)
+def test_generated_admission_modules_are_current(kind: Any) -> None:
+    """Admission reads each kind's schema and check from `voiceop/api/generated/`."""
+    from voiceop.api import codegen
+
+    assert codegen.stale_reason(kind) is None, "run `python -m voiceop.api.codegen` and commit"
+
+
+def test_a_stale_generated_module_is_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Either input of a generated module changing makes it stale: the model's schema, or the
+    strict schema admission compiles from it."""
+    from voiceop.api import admission, codegen
+
+    agent = MODELS[2]
+    changed = {**codegen.openapi_schema(agent), "description": "edited"}
+    with monkeypatch.context() as patch:
+        patch.setattr(codegen, "openapi_schema", lambda kind: changed)
+        assert "a model changed" in str(codegen.stale_reason(agent))
+    strict = admission._strict
+    monkeypatch.setattr(
+        admission, "_strict", lambda schema, root=True: {**strict(schema), "minProperties": 1}
+    )
+    assert "admission changed" in str(codegen.stale_reason(agent))
+
+
 @pytest.mark.parametrize("definition", CRDS, ids=lambda c: c["metadata"]["name"])
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_crd_is_a_valid_customresourcedefinition(definition: dict[str, Any], version: str) -> None:

@@ -373,3 +373,60 @@ def test_generated_agents_render_to_valid_kubernetes_objects(world: tuple[list[d
     assert len({d["metadata"]["name"] for d in deployments}) == len(deployments)
     assert all(("replicas" in d["spec"]) == (mode == "none") for d in deployments)
     assert dump_all(rendered) == dump_all(render_all(inventory))
+
+
+def test_compiled_templates_follow_a_changed_template_and_survive_an_unwritable_cache(tmp_path: Any) -> None:
+    """The compiled templates kept between processes are keyed by the template's source: an
+    edited template renders as edited; a cache directory that cannot be written only costs
+    the compile."""
+    import jinja2
+
+    from voiceop.render.templates import compiled_templates
+
+    sources, cache = tmp_path / "templates", tmp_path / "cache"
+    sources.mkdir()
+    cache.mkdir()
+    template = sources / "object.json.j2"
+
+    def render(directory: Any = cache) -> str:  # a fresh environment: what a new process sees
+        kept = compiled_templates(str(directory))
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(sources), bytecode_cache=kept)
+        return env.get_template("object.json.j2").render(name="billing")
+
+    template.write_text('{"name": "{{ name }}", "v": 1}')
+    assert render() == '{"name": "billing", "v": 1}'
+    assert len(list(cache.iterdir())) == 1, "the compiled template was kept"
+    template.write_text('{"name": "{{ name }}", "v": 2}')
+    assert render() == '{"name": "billing", "v": 2}'
+    for entry in cache.iterdir():
+        entry.write_bytes(b"truncated")
+    assert render() == '{"name": "billing", "v": 2}'
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    assert render(not_a_directory / "cache") == '{"name": "billing", "v": 2}'
+
+
+def test_compiled_templates_are_not_shared_by_environments_that_compile_differently(tmp_path: Any) -> None:
+    """jinja2 compiles a filter call by how the filter takes its arguments: an entry kept by a
+    process with jinja2's own `tojson` (handed the eval context too) must not be run by
+    voiceop's one-argument `tojson`, nor the other way round."""
+    import jinja2
+
+    from voiceop.render.templates import compiled_templates, to_json
+
+    sources, cache = tmp_path / "templates", tmp_path / "cache"
+    sources.mkdir()
+    cache.mkdir()
+    (sources / "object.json.j2").write_text("{{ value | tojson }}")
+
+    def render(own_filter: bool) -> str:
+        kept = compiled_templates(str(cache))
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(sources), bytecode_cache=kept)
+        if own_filter:
+            env.filters["tojson"] = to_json
+        return env.get_template("object.json.j2").render(value={"a": "<"})
+
+    assert render(own_filter=False) == '{"a": "\\u003c"}'  # jinja2's: HTML-safe
+    assert render(own_filter=True) == '{"a": "<"}'
+    assert render(own_filter=False) == '{"a": "\\u003c"}'
+    assert len(list(cache.iterdir())) == 2, "each environment's compiled template was kept"

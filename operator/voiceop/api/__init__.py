@@ -15,7 +15,8 @@ import pydantic
 
 from voiceop.api.admission import Admission, FieldError, field_path
 from voiceop.api.base import API_VERSION, GROUP, CustomResource
-from voiceop.api.crd import crd, openapi_schema
+from voiceop.api.crd import crd
+from voiceop.api.generated import module_for
 from voiceop.api.v1alpha1 import MODELS, AIBackend, Region, VoiceAgent, VoiceEndpoint
 
 KIND_BY_NAME: dict[str, type[CustomResource]] = {kind.info.kind: kind for kind in MODELS}
@@ -48,7 +49,10 @@ def object_ref(obj: Mapping[str, Any]) -> str:
 
 @functools.cache
 def admission_for(kind: type[CustomResource]) -> Admission:
-    return Admission(openapi_schema(kind))
+    """Admission of a kind from its generated module: the CRD schema and its check compiled
+    ahead of time (`python -m voiceop.api.codegen`; a test holds them current)."""
+    generated: Any = module_for(kind.info.kind)
+    return Admission(generated.SCHEMA, check=generated.validate)
 
 
 def _pydantic_errors(error: pydantic.ValidationError) -> list[FieldError]:

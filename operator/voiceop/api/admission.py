@@ -13,15 +13,16 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import celpy
-import fastjsonschema
-import jsonschema
 
 from voiceop.api.crd import JsonSchema
+
+if TYPE_CHECKING:
+    import jsonschema
 
 
 def _cel_environment() -> celpy.Environment:
@@ -167,26 +168,65 @@ def _evaluate(expression: str, value_json: str) -> Any:
     return result
 
 
-_SELF = re.compile(r"\bself\b")
-_SELF_FIELD = re.compile(r"\bself\.([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()")
+_SELF_CHAIN = re.compile(r"\bself((?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
+_HAS_OPEN = re.compile(r"\bhas\(\s*$")
+_VALUE, _PRESENCE = "value", "presence"
+Reads = dict[str, "Reads | str"]
 
 
 @functools.cache
-def _fields_read(expression: str) -> frozenset[str] | None:
-    """The fields of `self` an expression reads, when it reads `self` only as `self.field`
-    (never whole, never `self.method(...)`, as `self.exists(...)` would); else None. An
-    object's rule at the top of its spec (`!has(self.fallback) || ...`) then sees only the
-    fields it names: converting the whole spec to CEL for it was most of an agent's admission,
-    and agents that differ elsewhere share the result."""
-    fields = _SELF_FIELD.findall(expression)
-    return frozenset(fields) if fields and len(fields) == len(_SELF.findall(expression)) else None
+def _reads(expression: str) -> Reads | None:
+    """What an expression reads of `self`: a tree of field names whose leaves say whether the
+    value is read or only its presence is asked (`has(self.a.b)`); None when it reads `self`
+    whole or calls a method or macro on `self` itself (`size(self)`, `self.exists(...)`).
+
+    A rule then sees only what it reads, and its cached result is shared by objects that differ
+    elsewhere: `has(self.sipUri) != has(self.phoneNumber)` is evaluated once for every number.
+    Reading more than this says only costs sharing; the regex can only over-read (a `self.x`
+    inside a string literal), never miss a read, since every `self` is matched.
+    """
+    tree: Reads = {}
+    for match in _SELF_CHAIN.finditer(expression):
+        path = match.group(1).split(".")[1:]
+        after = expression[match.end() :].lstrip()
+        if after.startswith("("):  # self.name.startsWith(...) reads self.name
+            path = path[:-1]
+        if not path:
+            return None
+        presence = after.startswith(")") and _HAS_OPEN.search(expression, 0, match.start()) is not None
+        node = tree
+        for depth, name in enumerate(path):
+            held = node.get(name)
+            if held == _VALUE:
+                break  # read whole already
+            if depth == len(path) - 1:
+                if not presence:
+                    node[name] = _VALUE
+                elif held is None:
+                    node[name] = _PRESENCE
+                break  # presence of a field whose fields are read: they carry it
+            if not isinstance(held, dict):
+                held = node[name] = {}
+            node = held
+    return tree
+
+
+def _seen(value: Any, reads: Reads | str) -> Any:
+    """The part of `value` an expression reading `reads` can tell apart from any other."""
+    if reads == _VALUE or value is None:
+        return value
+    if reads == _PRESENCE:
+        return True  # has() asks only that it is there
+    if not isinstance(reads, dict) or not isinstance(value, dict):
+        return value  # not the shape the schema promises: hand it over whole
+    return {name: _seen(value[name], sub) for name, sub in reads.items() if name in value}
 
 
 def _self_json(value: Any, expression: str) -> str:
     """`self` for one expression, as the key of its cached result: what it can read of `value`."""
-    fields = _fields_read(expression)
-    if fields is not None and isinstance(value, dict):
-        value = {key: item for key, item in value.items() if key in fields}
+    reads = _reads(expression)
+    if reads is not None and isinstance(value, dict):
+        value = _seen(value, reads)
     return json.dumps(value, sort_keys=True)
 
 
@@ -277,8 +317,10 @@ COMPILE_AFTER = 32  # objects of one kind admitted before its schema is compiled
 
 
 @functools.cache
-def _compiled(schema_json: str) -> Any:
+def _compiled(schema_json: str) -> Callable[[Any], Any]:
     """fastjsonschema's validator of a (draft 4) schema, compiled once per schema."""
+    import fastjsonschema  # ~25 ms to import: only where a schema is compiled at run time
+
     return fastjsonschema.compile(json.loads(schema_json))
 
 
@@ -287,23 +329,47 @@ class Admission:
 
     strict: refuse unknown fields (kubectl's default `--validate=strict`, and `voiceop render`);
     otherwise prune them, as the API server does for a request without field validation.
+    check: the validated schema compiled to Python ahead of time (`voiceop.api.generated`, the
+    four kinds' strict schemas), raising ValueError for any value it refuses.
     """
 
-    def __init__(self, schema: JsonSchema, *, strict: bool = True) -> None:
+    def __init__(
+        self, schema: JsonSchema, *, strict: bool = True, check: Callable[[Any], Any] | None = None
+    ) -> None:
         properties = {**_ROOT_FIELDS, **schema.get("properties", {})}
         # metadata is the API server's: the schema may constrain the name, never drop a field.
         properties["metadata"] = {**properties["metadata"], "x-kubernetes-preserve-unknown-fields": True}
         self.schema = {**schema, "properties": properties}
         self.strict = strict
-        validated = _strict(self.schema) if strict else self.schema
-        self._validated = validated
-        self._validator = jsonschema.Draft4Validator(validated)
         # The schema compiled to Python: a valid object (the common case) is told so at a
         # fraction of jsonschema's cost; an invalid one is then explained by jsonschema, which
-        # reports every error with its path, as the API server does. Compiling costs about
-        # 30 ms a schema, so it pays only from a few dozen objects on: until then jsonschema.
-        self._valid: Any = None
+        # reports every error with its path, as the API server does. Compiling at run time
+        # costs about 30 ms a schema, so without a check made ahead of time it pays only from
+        # a few dozen objects on: until then jsonschema.
+        self._check = check
         self._admitted = 0
+
+    @functools.cached_property
+    def strict_schema(self) -> JsonSchema:
+        """The schema objects are validated against (refusing undeclared fields when strict)."""
+        return _strict(self.schema) if self.strict else self.schema
+
+    @functools.cached_property
+    def _explainer(self) -> jsonschema.Draft4Validator:
+        import jsonschema  # ~55 ms to import: only to say why an object is refused
+
+        return jsonschema.Draft4Validator(self.strict_schema)
+
+    def _schema_errors(self, value: dict[str, Any]) -> list[FieldError]:
+        if self._check is None and self._admitted > COMPILE_AFTER:
+            self._check = _compiled(json.dumps(self.strict_schema, sort_keys=True))
+        if self._check is not None:
+            try:
+                self._check(value)
+                return []
+            except ValueError:
+                pass  # refused: jsonschema names every error
+        return sorted((_schema_error(e) for e in self._explainer.iter_errors(value)), key=lambda e: e.path)
 
     def admit(self, obj: dict[str, Any]) -> tuple[dict[str, Any], list[FieldError]]:
         """The object with defaults applied, and every reason the API server would refuse it."""
@@ -311,18 +377,7 @@ class Admission:
         if not self.strict:
             defaulted = prune_unknown(defaulted, self.schema)
         self._admitted += 1
-        if self._valid is None and self._admitted > COMPILE_AFTER:
-            self._valid = _compiled(json.dumps(self._validated, sort_keys=True))
-        try:
-            if self._valid is None:
-                raise fastjsonschema.JsonSchemaException("not compiled yet: ask jsonschema")
-            self._valid(defaulted)
-            errors = []
-        except fastjsonschema.JsonSchemaException:
-            errors = sorted(
-                (_schema_error(e) for e in self._validator.iter_errors(defaulted)),
-                key=lambda error: error.path,
-            )
+        errors = self._schema_errors(defaulted)
         if errors:
             # Rules may assume what the schema guarantees; the API server skips them too.
             return defaulted, errors

@@ -57,6 +57,7 @@ class ApiModel(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        defer_build=True,
     )
 
     def to_wire(self) -> dict[str, Any]:
