@@ -201,3 +201,41 @@ def test_a_cached_pod_is_what_the_scaler_reads_of_it_and_nothing_else() -> None:
     # Kinds voiceop renders are kept whole: their fields are compared with the render.
     cache.upsert({**deployment("1", 2), "spec": {"template": {"spec": {"containers": [{"name": "m"}]}}}})
     assert cache.child("Deployment", "cc", "billing-eu-west")["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+
+
+def test_a_status_write_keeps_the_admitted_spec_and_any_other_change_is_parsed_again() -> None:
+    """A version that differs only in status (and resourceVersion) is not admitted again: the
+    cached agent is the one parse_object would give, its spec the one admitted before; any
+    other change, even one the API server does not count as a new generation, is parsed."""
+    import copy
+
+    from conftest import example_object
+    from voiceop.api import parse_object
+
+    cache = ClusterCache()
+    agent = example_object("VoiceAgent", "billing")
+    agent["metadata"].update(uid="u-1", generation=1, resourceVersion="10")
+    cache.upsert(agent)
+    first = cache.seen("VoiceAgent", agent["metadata"]["namespace"], "billing").resource
+
+    def newer(change: Any) -> Any:
+        version = copy.deepcopy(agent)
+        version["metadata"]["resourceVersion"] = str(int(agent["metadata"]["resourceVersion"]) + 1)
+        change(version)
+        cache.upsert(version)
+        agent.clear()
+        agent.update(version)
+        return cache.seen("VoiceAgent", version["metadata"]["namespace"], "billing").resource
+
+    status = {"replicas": 3, "activeBackend": "openai-realtime"}
+    held = newer(lambda v: v.update(status=status))
+    assert held.spec is first.spec, "the admitted spec was kept"
+    assert held == parse_object(agent)
+    held = newer(lambda v: v.update(status={"replicas": "many"}))  # unreadable: none, as parse_object
+    assert held.status is None and held == parse_object(agent)
+    held = newer(lambda v: v["metadata"].update(labels={"team": "a"}))
+    assert held.metadata.labels["team"] == "a" and held == parse_object(agent)
+    held = newer(lambda v: v["spec"]["capacity"].update(callsPerPod=3))  # no generation bump
+    assert held.spec.capacity.calls_per_pod == 3 and held == parse_object(agent)
+    held = newer(lambda v: v["spec"]["capacity"].update(callsPerPod=0))  # refused, not kept
+    assert held is None and cache.seen("VoiceAgent", agent["metadata"]["namespace"], "billing").errors

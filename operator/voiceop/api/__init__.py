@@ -8,8 +8,9 @@ raises `InvalidObject` naming every bad field.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 import pydantic
 
@@ -108,6 +109,49 @@ def parse_object(obj: Mapping[str, Any]) -> CustomResource:
     return resource
 
 
+_SERVER_KEPT = frozenset({"resourceVersion", "managedFields"})  # change with every write
+
+
+def differs_only_in_status(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether two versions of an object differ in nothing but status (and the metadata every
+    write changes): what a status write, voiceop's own or a watch event of one, makes."""
+    if before.keys() - {"status"} != after.keys() - {"status"}:
+        return False
+    if any(before[key] != after[key] for key in after if key not in ("status", "metadata")):
+        return False
+    old, new = before.get("metadata") or {}, after.get("metadata") or {}
+    return {k: v for k, v in old.items() if k not in _SERVER_KEPT} == {
+        k: v for k, v in new.items() if k not in _SERVER_KEPT
+    }
+
+
+@functools.cache
+def _status_model(kind: type[CustomResource]) -> Any:
+    annotation = kind.model_fields["status"].annotation
+    return next(arg for arg in get_args(annotation) if arg is not types.NoneType)
+
+
+def with_status_of(resource: CustomResource, obj: Mapping[str, Any]) -> CustomResource:
+    """`resource`, parsed from an earlier version of `obj` that differed only in status (see
+    `differs_only_in_status`), as `parse_object(obj)` would give it: the spec admitted then,
+    the new metadata, and the new status if it parses (else none, as there)."""
+    kind = type(resource)
+    metadata = dict(obj["metadata"])
+    if kind.info.namespaced:
+        metadata = {"namespace": "default", **metadata}
+    else:
+        metadata.pop("namespace", None)
+    status = None
+    if obj.get("status"):
+        try:
+            status = _status_model(kind).model_validate(obj["status"])
+        except pydantic.ValidationError:
+            pass  # a status we cannot read is recomputed, never a reason to refuse the object
+    return resource.model_copy(
+        update={"metadata": type(resource.metadata).model_validate(metadata), "status": status}
+    )
+
+
 def all_crds() -> list[dict[str, Any]]:
     """The CustomResourceDefinitions of every kind, as `crds/` holds them."""
     return [crd(kind) for kind in MODELS]
@@ -125,7 +169,9 @@ __all__ = [
     "admission_for",
     "all_crds",
     "crd",
+    "differs_only_in_status",
     "is_voiceop_object",
     "object_ref",
     "parse_object",
+    "with_status_of",
 ]

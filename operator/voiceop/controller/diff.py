@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -17,13 +16,15 @@ def stamped(desired: dict[str, Any]) -> dict[str, Any]:
     """The object with a hash of itself in an annotation.
 
     The hash catches what a subset check cannot: a field voiceop set before and leaves out now.
+    `desired` is left as it was; the copy shares all but its metadata with it (a deep copy of
+    every child was the largest single cost of a reconcile after the render).
     """
     digest = hashlib.sha256(json.dumps(desired, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[
         :16
     ]
-    out = copy.deepcopy(desired)
-    out["metadata"].setdefault("annotations", {})[APPLIED_HASH] = digest
-    return out
+    metadata = desired["metadata"]
+    annotations = {**(metadata.get("annotations") or {}), APPLIED_HASH: digest}
+    return {**desired, "metadata": {**metadata, "annotations": annotations}}
 
 
 def is_subset(desired: Any, live: Any, field: str | None = None) -> bool:
