@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -943,3 +944,30 @@ def test_kopf_is_given_no_diff_base_so_the_registry_holds_event_handlers_only() 
     registry = build_registry(OperatorRuntime())
     assert registry._changing.get_all_handlers() == []
     assert registry._spawning.get_all_handlers() == []
+
+
+def test_the_operator_logs_no_line_per_watch_event_unless_verbose(caplog: pytest.LogCaptureFixture) -> None:
+    """kopf logs each event handler's success at INFO: with voiceop's handlers on every watch
+    event of every child, a line per event. Kept to warnings unless `--verbose`."""
+    import kopf
+    from kopf._cogs.structs.bodies import Body
+    from kopf._core.actions.loggers import LocalObjectLogger
+
+    from voiceop.handlers.entry import configure_logging
+
+    body = Body({"metadata": {"name": "billing-eu-west", "namespace": "contact-center"}})
+    event_logger = LocalObjectLogger(body=body, settings=kopf.OperatorSettings())
+    try:
+        for verbose, expected in ((False, ["WARNING"]), (True, ["INFO", "WARNING"])):
+            configure_logging(verbose)
+            caplog.clear()
+            with caplog.at_level(logging.NOTSET):
+                logging.getLogger().setLevel(logging.DEBUG if verbose else logging.INFO)
+                event_logger.info("Handler 'observe-deployments' succeeded.")
+                event_logger.warning("Patching failed with inconsistencies")
+                logging.getLogger("voiceop").info("scaled billing eu-west 2 -> 3")
+            kopf_levels = [r.levelname for r in caplog.records if r.name == "kopf.objects"]
+            assert kopf_levels == expected, verbose
+            assert [r.name for r in caplog.records if r.name == "voiceop"] == ["voiceop"]
+    finally:
+        logging.getLogger("kopf.objects").setLevel(logging.NOTSET)

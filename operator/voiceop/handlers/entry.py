@@ -71,6 +71,19 @@ def run_operator(
     return 1 if runtime.failure is not None else 0
 
 
+def configure_logging(verbose: bool) -> None:
+    """kopf's log format; at INFO unless verbose (DEBUG).
+
+    kopf logs "Handler 'observe-deployments' succeeded." at INFO for every watch event, one
+    line per event of every child (thousands while a fleet converges, and each pod's churn
+    after): its object log is kept to warnings unless verbose, as kopf does itself for its
+    frequent indexing handlers. voiceop's own decisions log under `voiceop` and post Events.
+    """
+    kopf.configure(verbose=verbose)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(logging.NOTSET if verbose else logging.WARNING)
+
+
 def main(
     namespaces: Sequence[str],
     standalone: bool,
@@ -84,8 +97,7 @@ def main(
     handoff_window_seconds: float = DEFAULT_WINDOW_SECONDS,
     peering_lifetime: float | None = None,
 ) -> int:
-    kopf.configure(verbose=verbose)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    configure_logging(verbose)
     if metrics_port:
         start_http_server(metrics_port)
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
