@@ -505,6 +505,12 @@ def test_a_rule_sees_only_what_it_reads_of_self_and_self_whole_otherwise() -> No
     )
     assert _self_json({"phoneNumber": "+35315551234"}, handoff) != _self_json({"sipUri": "sip:a@b"}, handoff)
     assert json.loads(_self_json(value, "size(self) == 3")) == value
+    # Presence stands in for the value because has() asks nothing else of it, empty or zero.
+    from voiceop.api.admission import _evaluate
+
+    for present in ([], {}, "", 0, False, "x"):
+        assert bool(_evaluate("has(self.a)", json.dumps({"a": present}))), present
+    assert not bool(_evaluate("has(self.a)", json.dumps({})))
 
 
 @pytest.mark.parametrize("kind", ["Region", "AIBackend", "VoiceAgent", "VoiceEndpoint"])
