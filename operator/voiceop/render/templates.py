@@ -18,9 +18,9 @@ from jinja2.bccache import Bucket
 
 
 def _compiled_by(environment: jinja2.Environment) -> str:
-    """What, besides a template's source, decides the code jinja2 compiles it to: the syntax
-    options and how each filter and test is called (a `pass_context` filter is handed one
-    more argument)."""
+    """What, besides a template's source, decides the code jinja2 compiles it to: jinja2's
+    release, the syntax options and how each filter and test is called (a `pass_context`
+    filter is handed one more argument)."""
     syntax = [
         getattr(environment, option)
         for option in (
@@ -51,7 +51,9 @@ def _compiled_by(environment: jinja2.Environment) -> str:
         for table, functions in (("filter", environment.filters), ("test", environment.tests))
         for name, function in sorted(functions.items())
     ]
-    text = repr((syntax, callables, sorted(environment.extensions), environment.finalize is None))
+    text = repr(
+        (jinja2.__version__, syntax, callables, sorted(environment.extensions), environment.finalize is None)
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
