@@ -93,20 +93,38 @@ def parse_object(obj: Mapping[str, Any]) -> CustomResource:
     defaulted, errors = admission_for(model).admit(desired)
     if errors:
         raise InvalidObject(ref, errors)
-    if model.info.namespaced:
-        defaulted["metadata"] = {"namespace": "default", **defaulted["metadata"]}
-    else:
-        defaulted["metadata"] = {k: v for k, v in defaulted["metadata"].items() if k != "namespace"}
+    defaulted["metadata"] = _metadata_as_kept(model, defaulted["metadata"])
     try:
         resource = model.model_validate(defaulted)
     except pydantic.ValidationError as error:
         raise InvalidObject(ref, _pydantic_errors(error)) from None
-    if obj.get("status"):
-        try:
-            resource = model.model_validate({**defaulted, "status": obj["status"]})
-        except pydantic.ValidationError:
-            pass  # a status we cannot read is recomputed, never a reason to refuse the object
-    return resource
+    status = _readable_status(model, obj)
+    return resource if status is None else resource.model_copy(update={"status": status})
+
+
+def _metadata_as_kept(kind: type[CustomResource], metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A namespaced object's namespace defaults to `default`; a cluster-scoped one has none."""
+    if kind.info.namespaced:
+        return {"namespace": "default", **metadata}
+    return {k: v for k, v in metadata.items() if k != "namespace"}
+
+
+@functools.cache
+def _status_model(kind: type[CustomResource]) -> Any:
+    annotation = kind.model_fields["status"].annotation
+    return next(arg for arg in get_args(annotation) if arg is not types.NoneType)
+
+
+def _readable_status(kind: type[CustomResource], obj: Mapping[str, Any]) -> Any:
+    """The object's status as its model, or None: status belongs to the operator, is neither
+    admitted nor trusted, and a status that does not parse is recomputed, never a reason to
+    refuse the object."""
+    if not obj.get("status"):
+        return None
+    try:
+        return _status_model(kind).model_validate(obj["status"])
+    except pydantic.ValidationError:
+        return None
 
 
 _SERVER_KEPT = frozenset({"resourceVersion", "managedFields"})  # change with every write
@@ -125,31 +143,13 @@ def differs_only_in_status(before: Mapping[str, Any], after: Mapping[str, Any]) 
     }
 
 
-@functools.cache
-def _status_model(kind: type[CustomResource]) -> Any:
-    annotation = kind.model_fields["status"].annotation
-    return next(arg for arg in get_args(annotation) if arg is not types.NoneType)
-
-
 def with_status_of(resource: CustomResource, obj: Mapping[str, Any]) -> CustomResource:
     """`resource`, parsed from an earlier version of `obj` that differed only in status (see
     `differs_only_in_status`), as `parse_object(obj)` would give it: the spec admitted then,
     the new metadata, and the new status if it parses (else none, as there)."""
     kind = type(resource)
-    metadata = dict(obj["metadata"])
-    if kind.info.namespaced:
-        metadata = {"namespace": "default", **metadata}
-    else:
-        metadata.pop("namespace", None)
-    status = None
-    if obj.get("status"):
-        try:
-            status = _status_model(kind).model_validate(obj["status"])
-        except pydantic.ValidationError:
-            pass  # a status we cannot read is recomputed, never a reason to refuse the object
-    return resource.model_copy(
-        update={"metadata": type(resource.metadata).model_validate(metadata), "status": status}
-    )
+    metadata = type(resource.metadata).model_validate(_metadata_as_kept(kind, obj["metadata"]))
+    return resource.model_copy(update={"metadata": metadata, "status": _readable_status(kind, obj)})
 
 
 def all_crds() -> list[dict[str, Any]]:
